@@ -1,0 +1,3 @@
+from tenant_access.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""Which ``api-version`` values each operation accepts.
+
+The set is the specification history of the tenant-access and service operations (2016-07-07 on,
+previews included). A well-formed version newer than the newest one we know is served with the
+newest behaviour instead of being refused: a new SDK release must keep working against an older
+server, which is the complaint users most often have about emulators that pin versions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass
+
+from tenant_access.domain.errors import FieldError, ValidationFailed
+
+STABLE = (
+    "2016-07-07", "2016-10-10", "2017-03-01", "2018-01-01", "2019-01-01", "2019-12-01",
+    "2020-12-01", "2021-08-01", "2022-08-01", "2024-05-01",
+)
+PREVIEW = (
+    "2018-06-01-preview", "2019-12-01-preview", "2020-06-01-preview", "2021-01-01-preview",
+    "2021-04-01-preview", "2021-12-01-preview", "2022-04-01-preview", "2022-09-01-preview",
+    "2023-03-01-preview", "2023-05-01-preview", "2023-09-01-preview", "2024-06-01-preview",
+    "2024-10-01-preview", "2025-03-01-preview", "2025-09-01-preview", "2026-09-01-preview",
+)
+KNOWN: frozenset[str] = frozenset(STABLE + PREVIEW)
+NEWEST_STABLE = "2024-05-01"
+
+_FORMAT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:-(preview|alpha|beta|rc|privatepreview))?$")
+
+#: The first version in which each operation appears in the specification.
+FIRST_VERSION: dict[str, str] = {
+    "services.create_or_update": "2016-07-07",
+    "services.get": "2016-07-07",
+    "services.delete": "2016-07-07",
+    "services.list": "2016-07-07",
+    "access.get": "2016-10-10",
+    "access.update": "2016-10-10",
+    "access.regenerate_primary_key": "2016-10-10",
+    "access.regenerate_secondary_key": "2016-10-10",
+    "access.git_regenerate_primary_key": "2016-10-10",
+    "access.git_regenerate_secondary_key": "2016-10-10",
+    "access.get_entity_tag": "2019-01-01",
+    "access.list_secrets": "2019-12-01",
+    "access.list": "2020-12-01",
+    "access.create": "2020-12-01",
+}
+
+
+def _date_of(version: str) -> _dt.date | None:
+    match = _FORMAT.match(version)
+    if match is None:
+        return None
+    try:
+        return _dt.date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+_NEWEST_DATE = max(d for d in (_date_of(v) for v in KNOWN) if d is not None)
+#: What a caller gets when it asks for a well-formed version newer than every one we know.
+NEWEST_KNOWN = max(sorted(KNOWN), key=lambda v: (_date_of(v), not v.endswith("preview")))
+_FIELD = "query.api-version"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiVersion:
+    """The version a caller asked for, and the one whose behaviour it gets."""
+
+    requested: str
+    served: str
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.requested != self.served
+
+
+def resolve(raw: str | None, operation: str) -> ApiVersion:
+    """Check ``raw`` for ``operation``; raise :class:`ValidationFailed` naming the query parameter."""
+    if raw is None or raw == "":
+        raise ValidationFailed(
+            "The api-version query parameter (?api-version=) is required for all requests.",
+            details=[FieldError(_FIELD, "required")],
+            azure_code="MissingApiVersionParameter",
+            target="api-version",
+        )
+    when = _date_of(raw)
+    if when is None:
+        raise _invalid(raw, "must look like YYYY-MM-DD or YYYY-MM-DD-preview")
+    first = FIRST_VERSION[operation]
+    if raw in KNOWN:
+        first_date = _date_of(first)
+        assert first_date is not None
+        if when < first_date:
+            raise _invalid(raw, f"this operation exists from api-version {first} on")
+        return ApiVersion(raw, raw)
+    if when > _NEWEST_DATE:
+        return ApiVersion(raw, NEWEST_KNOWN)
+    raise _invalid(raw, "not a known api-version")
+
+
+def supported_for(operation: str) -> list[str]:
+    first = _date_of(FIRST_VERSION[operation])
+    assert first is not None
+    return sorted(v for v in KNOWN if (_date_of(v) or first) >= first)
+
+
+def _invalid(raw: str, reason: str) -> ValidationFailed:
+    shown = raw if len(raw) <= 40 and raw.isprintable() else repr(raw[:40])
+    return ValidationFailed(
+        f"The api-version '{shown}' is invalid: {reason}.",
+        details=[FieldError(_FIELD, reason)],
+        azure_code="InvalidApiVersionParameter",
+        target="api-version",
+    )

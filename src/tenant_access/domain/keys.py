@@ -1,0 +1,40 @@
+"""Where key material, version ids and entity tags come from.
+
+Everything random here comes from :mod:`secrets`; nothing else in the code base makes keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hmac
+import secrets
+
+KEY_BYTES = 64
+
+
+def new_key() -> str:
+    """A fresh access key: 64 random bytes, base64-encoded (88 characters), as Azure issues them."""
+    return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii")
+
+
+def new_version_id() -> str:
+    """An opaque, unique key-version id (24 hex characters, the shape of Azure's own ids)."""
+    return secrets.token_hex(12)
+
+
+def new_etag() -> str:
+    """An opaque entity tag. Random rather than a counter, so a deleted and re-created
+    configuration can never hand out a tag that an old client still holds."""
+    return base64.b64encode(secrets.token_bytes(8)).decode("ascii")
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def same_secret(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time comparison. Encodes first: ``hmac.compare_digest`` refuses non-ASCII ``str``."""
+    a_bytes = a.encode("utf-8") if isinstance(a, str) else a
+    b_bytes = b.encode("utf-8") if isinstance(b, str) else b
+    return hmac.compare_digest(a_bytes, b_bytes)

@@ -1,0 +1,150 @@
+"""The ASGI application: one entry point, one place that turns every failure into a response.
+
+It is deliberately a plain ASGI callable rather than a framework app: the request path stays short
+(start-up and per-request cost are product features here), and no framework default body can ever
+reach a client, because every answer is built by the active wire format.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from types import ModuleType
+
+from tenant_access.config import Settings
+from tenant_access.domain import api_versions, rules
+from tenant_access.domain.errors import InternalError, NotFound, Problems, TenantAccessError, ValidationFailed
+from tenant_access.http.context import Context, Outcome
+from tenant_access.http.handlers import ROUTES
+from tenant_access.http.request import Receive, Request, Scope, Send
+from tenant_access.http.responses import Response
+from tenant_access.http.routing import Route, Router
+from tenant_access.service import TenantAccess
+from tenant_access.storage.base import Store
+
+log = logging.getLogger("tenant_access.http")
+access_log = logging.getLogger("tenant_access.access")
+
+
+def _wire(style: str) -> ModuleType:
+    if style == "azure":
+        from tenant_access.http import wire_azure
+
+        return wire_azure
+    from tenant_access.http import wire_seed
+
+    return wire_seed
+
+
+class App:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.use_cases = TenantAccess(store)
+        self.wire = _wire(settings.api_style)
+        routes = list(ROUTES)
+        from tenant_access.http import documents
+
+        routes.extend(documents.routes(self))
+        self.routes: tuple[Route, ...] = tuple(routes)
+        self.router = Router(self.routes)
+        self._opened = False
+        #: Called once the store is open; the server prints its "listening" line from here.
+        self.on_started: Callable[[], None] | None = None
+
+    async def startup(self) -> None:
+        if not self._opened:
+            await self.store.open()
+            self._opened = True
+            if self.on_started is not None:
+                self.on_started()
+
+    async def shutdown(self) -> None:
+        if self._opened:
+            await self.store.close()
+            self._opened = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.error("start-up failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        request: Request | None = None
+        operation = "-"
+        try:
+            request = Request(scope, receive, request_id, self.settings.max_body_bytes)
+            route, params = self.router.resolve(request.method, request.segments)
+            operation = route.operation
+            version = self._check(route, request, params)
+            ctx = Context(request, params, version, self.use_cases)
+            outcome: Outcome = await route.handler(ctx)
+            response = self.wire.render(outcome, ctx)
+            if version is not None and version.is_fallback:
+                response.header("x-served-api-version", version.served)
+        except TenantAccessError as exc:
+            response = self.wire.error(exc, request, request_id)
+        except UnicodeDecodeError:
+            response = self.wire.error(NotFound("No operation is served at this path."), request, request_id)
+        except Exception:
+            log.exception("unhandled error in %s (request %s)", operation, request_id)
+            response = self.wire.error(InternalError("An internal error occurred."), request, request_id)
+        self.wire.common_headers(response, request, request_id)
+        method = scope.get("method", "-")
+        await response.send(send, head=method == "HEAD")
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %s %d %.1fms %s", method, operation, request.path if request else "-",
+                response.status, (time.perf_counter() - started) * 1000, request_id,
+            )
+
+    def _check(self, route: Route, request: Request, params: dict[str, str]) -> api_versions.ApiVersion | None:
+        """The api-version and every path parameter, checked together so one answer names all
+        that is wrong. Handlers receive parameters that already follow their rules."""
+        problems = Problems()
+        version = None
+        version_error: ValidationFailed | None = None
+        if route.versioned:
+            try:
+                version = api_versions.resolve(request.query("api-version"), route.operation)
+            except ValidationFailed as exc:
+                version_error = exc
+                problems.items.extend(exc.details)
+        rules.check_path_params(params, problems)
+        if problems.items:
+            if version_error is not None:
+                version_error.details = problems.items
+                raise version_error
+            problems.raise_if_any()
+        return version
+
+
+def create_app(settings: Settings, store: Store | None = None) -> App:
+    """An app with its own store; tests and the in-process fixture pass a store of their own."""
+    if store is None:
+        from tenant_access.storage.base import open_store
+
+        store = open_store(settings.database_url, settings.data_dir)
+    return App(settings, store)
+

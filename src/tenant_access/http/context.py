@@ -1,0 +1,31 @@
+"""What a handler receives and what it returns; the wire formats render the latter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tenant_access.domain.api_versions import ApiVersion
+from tenant_access.http.request import Request
+from tenant_access.service import TenantAccess
+
+
+@dataclass(slots=True)
+class Context:
+    request: Request
+    params: dict[str, str]
+    api_version: ApiVersion | None
+    app: TenantAccess
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A use-case result tagged with what it is, so each wire format can pick status and shape.
+
+    ``kind`` is one of: ``service``, ``service_list``, ``service_deleted``, ``access``,
+    ``access_list``, ``access_etag``, ``secrets``, ``rotation``, ``document``.
+    """
+
+    kind: str
+    value: Any
+    created: bool = False

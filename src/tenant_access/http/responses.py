@@ -1,0 +1,37 @@
+"""A response as the ASGI server needs it, and the one way to send it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenant_access.http.request import Send
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str | None = "application/json; charset=utf-8"
+
+    def header(self, name: str, value: str) -> Response:
+        self.headers.append((name, value))
+        return self
+
+    async def send(self, send: Send, *, head: bool = False) -> None:
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        if self.body and self.content_type:
+            raw.append((b"content-type", self.content_type.encode("latin-1")))
+        raw.append((b"content-length", b"0" if head and not self.body else str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": raw})
+        await send({"type": "http.response.body", "body": b"" if head else self.body})
+
+
+def json_response(status: int, payload: Any) -> Response:
+    return Response(status, dumps(payload))
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,147 @@
+"""The seed wire format: ``{"success": true, "data": ...}`` and ``{"success": false, "error": ...}``.
+
+This is the product's default and its original contract (``../shared/seed/``): flat, snake_case
+``data`` objects that all carry ``id`` and ``created_at``, and one error envelope for everything,
+down to unknown routes and server faults.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from tenant_access.domain.errors import TenantAccessError
+from tenant_access.domain.models import AccessConfig, Rotation, Secrets, Service, ServiceRef
+from tenant_access.http.context import Context, Outcome
+from tenant_access.http.request import Request
+from tenant_access.http.responses import Response, json_response
+
+NAME = "seed"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def rfc3339(value: _dt.datetime) -> str:
+    """UTC with a ``Z``; microseconds only when there are any, matching the seed's example shape."""
+    value = value.astimezone(_dt.UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+def service_data(svc: Service) -> dict[str, Any]:
+    return {
+        "id": svc.ref.resource_id,
+        "name": svc.ref.name,
+        "subscription_id": svc.ref.subscription_id,
+        "resource_group": svc.ref.resource_group,
+        "location": svc.location,
+        "sku_name": svc.sku_name,
+        "sku_capacity": svc.sku_capacity,
+        "publisher_email": svc.publisher_email,
+        "publisher_name": svc.publisher_name,
+        "tags": svc.tags,
+        "provisioning_state": "Succeeded",
+        "etag": svc.etag,
+        "created_at": rfc3339(svc.created_at),
+        "updated_at": rfc3339(svc.updated_at),
+    }
+
+
+def access_data(config: AccessConfig) -> dict[str, Any]:
+    return {
+        "id": config.resource_id,
+        "name": config.name.value,
+        "service_name": config.service.name,
+        "resource_group": config.service.resource_group,
+        "subscription_id": config.service.subscription_id,
+        "principal_id": config.principal_id,
+        "enabled": config.enabled,
+        "etag": config.etag,
+        "primary_key_version_id": config.primary_version_id,
+        "primary_key_created_at": rfc3339(config.primary_created_at),
+        "secondary_key_version_id": config.secondary_version_id,
+        "secondary_key_created_at": rfc3339(config.secondary_created_at),
+        "created_at": rfc3339(config.created_at),
+        "updated_at": rfc3339(config.updated_at),
+    }
+
+
+def secrets_data(secrets: Secrets) -> dict[str, Any]:
+    data = access_data(secrets.config)
+    data["primary_key"] = secrets.primary_key
+    data["secondary_key"] = secrets.secondary_key
+    return data
+
+
+def rotation_data(rotation: Rotation) -> dict[str, Any]:
+    version, config = rotation.version, rotation.config
+    return {
+        "id": version.id,
+        "created_at": rfc3339(version.created_at),
+        "key": version.slot.value,
+        "access_name": config.name.value,
+        "service_name": config.service.name,
+        "resource_group": config.service.resource_group,
+        "subscription_id": config.service.subscription_id,
+        "configuration_id": config.resource_id,
+        "previous_id": rotation.previous_version_id,
+        "etag": config.etag,
+    }
+
+
+def _ok(status: int, data: Any) -> Response:
+    return json_response(status, {"success": True, "data": data})
+
+
+def _etag(config: AccessConfig) -> str:
+    return f'"{config.etag}"'
+
+
+def render(outcome: Outcome, ctx: Context) -> Response:
+    kind, value = outcome.kind, outcome.value
+    if kind == "rotation":
+        return _ok(200, rotation_data(value))
+    if kind == "access":
+        return _ok(200, access_data(value)).header("ETag", _etag(value))
+    if kind == "access_etag":
+        return Response(200, content_type=None).header("ETag", _etag(value))
+    if kind == "secrets":
+        return _ok(200, secrets_data(value)).header("ETag", _etag(value.config))
+    if kind == "access_list":
+        return _ok(200, [access_data(c) for c in value])
+    if kind == "service":
+        return _ok(201 if outcome.created else 200, service_data(value))
+    if kind == "service_list":
+        return _ok(200, [service_data(s) for s in value])
+    if kind == "service_deleted":
+        ref, deleted = value
+        if deleted is None:
+            raise _missing(ref)
+        data = service_data(deleted)
+        data["provisioning_state"] = "Deleted"
+        return _ok(200, data)
+    if kind == "document":
+        return json_response(200, value)
+    raise AssertionError(f"no seed rendering for {kind}")
+
+
+def _missing(ref: ServiceRef) -> TenantAccessError:
+    from tenant_access.domain.errors import NotFound
+
+    return NotFound(f"The service '{ref.name}' was not found in resource group '{ref.resource_group}'.")
+
+
+def error(exc: TenantAccessError, request: Request | None, request_id: str) -> Response:
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details:
+        body["details"] = [d.as_dict() for d in exc.details]
+    body["request_id"] = request_id
+    response = json_response(exc.status, {"success": False, "error": body})
+    for name, value in exc.headers.items():
+        response.header(name, value)
+    return response
+
+
+def common_headers(response: Response, request: Request | None, request_id: str) -> None:
+    response.header(REQUEST_ID_HEADER, request_id)

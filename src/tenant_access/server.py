@@ -1,0 +1,118 @@
+"""Running the server: bind, provision the demo if asked, serve until told to stop.
+
+The socket is bound before the application starts, so ``--port 0`` can report the port it got
+and the process is reachable as soon as the "listening" line is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from dataclasses import dataclass
+
+from tenant_access.config import Settings
+
+log = logging.getLogger("tenant_access")
+
+DEMO_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+DEMO_RESOURCE_GROUP = "demo-rg"
+DEMO_SERVICE = "demo-apim"
+
+
+@dataclass(frozen=True)
+class Listening:
+    host: str
+    port: int
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def provision_demo(settings: Settings) -> bool:
+    """Create the demo service on an empty store; answers whether it had to."""
+    from tenant_access.domain.models import ServiceRef, ServiceSpec
+    from tenant_access.service import TenantAccess
+    from tenant_access.storage.base import open_store
+
+    store = open_store(settings.database_url, settings.data_dir)
+    await store.open()
+    try:
+        app = TenantAccess(store)
+        if await store.list_services(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP):
+            return False
+        ref = ServiceRef(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, DEMO_SERVICE)
+        await app.put_service(ref, ServiceSpec("westeurope", "Developer", 1, "admin@example.com", "Demo"))
+        return True
+    finally:
+        await store.close()
+
+
+def demo_commands(url: str) -> str:
+    base = (f"{url}/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/{DEMO_RESOURCE_GROUP}"
+            f"/providers/Microsoft.ApiManagement/service/{DEMO_SERVICE}")
+    v = "api-version=2024-05-01"
+    return "\n".join([
+        "Try it (the seed call first):",
+        f"  curl -s -X POST '{base}/tenant/access/regenerateSecondaryKey?{v}'",
+        f"  curl -s -X POST '{base}/tenant/access/listSecrets?{v}'",
+        f"  curl -s '{base}/tenant/access?{v}'",
+        f"  curl -s '{base}/tenant?{v}'",
+        f"  curl -s -X POST '{base}/tenant/access/regeneratePrimaryKey?{v}'",
+        "",
+    ])
+
+
+def serve(settings: Settings, *, demo: bool = False) -> None:
+    configure_logging(settings.log_level)
+    import uvicorn
+
+    from tenant_access.http.app import create_app
+
+    sock = bind(settings.host, settings.port)
+    listening = Listening(settings.host, sock.getsockname()[1])
+    if demo:
+        asyncio.run(provision_demo(settings))
+    app = create_app(settings)
+
+    def announce() -> None:
+        print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "
+              f"store: {app.store.describe()})", flush=True)
+        if demo:
+            print(demo_commands(listening.url), flush=True)
+
+    app.on_started = announce
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level="debug" if settings.log_level == "debug" else "warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=3,
+        timeout_keep_alive=30,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

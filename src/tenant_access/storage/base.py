@@ -1,0 +1,65 @@
+"""The storage port: everything the use cases need from a database, and nothing more.
+
+Writes take a *decide* function from the domain and run it inside the transaction that holds the
+row, so a decision always sees the state it changes (no lost updates), and storage never makes
+decisions of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
+from tenant_access.domain.services import ServicePlan
+
+
+class Store(Protocol):
+    def describe(self) -> str:
+        """Where the data lives, for the start-up line (never a password)."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer."""
+
+    async def put_service(self, ref: ServiceRef, decide: Callable[[Service | None], ServicePlan]) -> ServicePlan: ...
+
+    async def get_service(self, ref: ServiceRef) -> Service | None: ...
+
+    async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]: ...
+
+    async def delete_service(self, ref: ServiceRef) -> Service | None: ...
+
+    async def list_access(self, ref: ServiceRef) -> list[AccessConfig] | None:
+        """None when the service does not exist (an empty list cannot happen: there are always two)."""
+
+    async def get_access(self, ref: ServiceRef, name: AccessName) -> AccessConfig | None: ...
+
+    async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None: ...
+
+    async def modify_access(
+        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange]
+    ) -> AccessConfig:
+        """Run ``decide`` on the locked current state and persist its change atomically.
+
+        Raises :class:`~tenant_access.domain.errors.NotFound` when the service does not exist, and
+        whatever ``decide`` raises (nothing is written then).
+        """
+        ...
+
+
+def open_store(database_url: str | None, data_dir: Path) -> Store:
+    """Pick the adapter for a URL; the embedded SQLite file in ``data_dir`` when there is none."""
+    from tenant_access.storage.sqlite import SqliteStore
+
+    if database_url is None or database_url.startswith("sqlite:"):
+        path = data_dir / "tenant-access.db"
+        if database_url and database_url.startswith("sqlite:///"):
+            path = Path(database_url.removeprefix("sqlite:///"))
+        return SqliteStore(path)
+    raise ValueError(f"unsupported database URL scheme: {database_url.split(':', 1)[0]}")

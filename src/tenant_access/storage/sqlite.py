@@ -1,0 +1,370 @@
+"""The embedded SQLite store.
+
+Writes go through one writer thread that owns the only write connection. It takes every write
+waiting in its queue, runs them in one ``BEGIN IMMEDIATE`` transaction (each in its own savepoint,
+so one failing write cannot undo another) and commits once: with ``synchronous=FULL`` the fsync is
+the cost of a write, and sharing it between concurrent requests is what lets durable rotations keep
+up with the HTTP layer (group commit). A request is answered only after the commit that holds its
+write returned.
+
+Reads run on the caller's thread against a separate connection; WAL mode gives them a consistent
+snapshot without blocking the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import logging
+import queue
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
+from tenant_access.domain.models import (
+    AccessChange,
+    AccessConfig,
+    AccessName,
+    KeySlot,
+    Secrets,
+    Service,
+    ServiceRef,
+)
+from tenant_access.domain.services import ServicePlan
+from tenant_access.storage import migrations
+
+log = logging.getLogger("tenant_access.storage")
+T = TypeVar("T")
+MAX_BATCH = 128
+
+
+def ts(value: _dt.datetime) -> str:
+    """Timestamps are stored as fixed-width UTC text, so they sort and compare as strings."""
+    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: str) -> _dt.datetime:
+    return _dt.datetime.fromisoformat(value)
+
+
+_CONFIG_SELECT = """
+SELECT s.subscription_id, s.resource_group, s.name, c.name, c.principal_id, c.enabled, c.etag,
+       c.created_at, c.updated_at, p.id, p.created_at, q.id, q.created_at, p.secret, q.secret
+FROM services s
+JOIN access_configs c ON c.service_id = s.id
+JOIN key_versions p ON p.id = c.primary_version_id
+JOIN key_versions q ON q.id = c.secondary_version_id
+WHERE s.subscription_key = ? AND s.resource_group_key = ? AND s.name_key = ?
+"""
+
+_SERVICE_COLUMNS = (
+    "subscription_id, resource_group, name, location, sku_name, sku_capacity, publisher_email, "
+    "publisher_name, tags, etag, created_at, updated_at"
+)
+
+
+def _service(row: tuple[Any, ...]) -> Service:
+    return Service(
+        ServiceRef(row[0], row[1], row[2]), row[3], row[4], int(row[5]), row[6], row[7], json.loads(row[8]),
+        row[9], parse_ts(row[10]), parse_ts(row[11]),
+    )
+
+
+def _config(row: tuple[Any, ...]) -> AccessConfig:
+    return AccessConfig(
+        ServiceRef(row[0], row[1], row[2]), AccessName(row[3]), row[4], bool(row[5]), row[6],
+        parse_ts(row[7]), parse_ts(row[8]), row[9], parse_ts(row[10]), row[11], parse_ts(row[12]),
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class _Job:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+
+def _deliver(future: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reader: sqlite3.Connection | None = None
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._read_lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"sqlite {self.path}"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = _connect(self.path)
+        migrate(writer)
+        self._reader = _connect(self.path)
+        self._thread = threading.Thread(target=self._run_writer, args=(writer,), name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
+            self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    async def ping(self) -> None:
+        self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- the writer thread -----------------------------------------------------------------------
+
+    def _run_writer(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self._queue.put(None)
+                        break
+                    batch.append(nxt)
+                self._commit_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[BaseException | None, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.fn(conn)
+                except BaseException as exc:  # noqa: BLE001 - delivered to the waiting request
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((exc, None))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((None, result))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("write transaction failed: %s", type(exc).__name__ + ": " + str(exc))
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            failure = _storage_error(exc)
+            outcomes = [(failure, None)] * len(batch)
+        for job, (error, result) in zip(batch, outcomes, strict=True):
+            job.loop.call_soon_threadsafe(_deliver, job.future, error, result)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise ServiceUnavailable("The store is not open.")
+        job = _Job(fn, asyncio.get_running_loop())
+        self._queue.put(job)
+        result: T = await asyncio.shield(job.future)
+        return result
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._reader is None:
+            raise ServiceUnavailable("The store is not open.")
+        try:
+            with self._read_lock:
+                return fn(self._reader)
+        except sqlite3.Error as exc:
+            log.error("read failed: %s: %s", type(exc).__name__, exc)
+            raise _storage_error(exc) from None
+
+    # -- services --------------------------------------------------------------------------------
+
+    async def put_service(self, ref: ServiceRef, decide: Callable[[Service | None], ServicePlan]) -> ServicePlan:
+        def tx(conn: sqlite3.Connection) -> ServicePlan:
+            row = conn.execute(
+                f"SELECT id, {_SERVICE_COLUMNS} FROM services "  # noqa: S608 - constant column list
+                "WHERE subscription_key = ? AND resource_group_key = ? AND name_key = ?",
+                ref.key,
+            ).fetchone()
+            existing = _service(row[1:]) if row else None
+            plan = decide(existing)
+            svc = plan.service
+            if row is None:
+                service_id = secrets.token_hex(12)
+                conn.execute(
+                    "INSERT INTO services (id, subscription_key, resource_group_key, name_key, "
+                    f"{_SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (service_id, *ref.key, svc.ref.subscription_id, svc.ref.resource_group, svc.ref.name,
+                     svc.location, svc.sku_name, svc.sku_capacity, svc.publisher_email, svc.publisher_name,
+                     json.dumps(svc.tags), svc.etag, ts(svc.created_at), ts(svc.updated_at)),
+                )
+            else:
+                service_id = row[0]
+                conn.execute(
+                    "UPDATE services SET sku_name = ?, sku_capacity = ?, publisher_email = ?, publisher_name = ?, "
+                    "tags = ?, etag = ?, updated_at = ? WHERE id = ?",
+                    (svc.sku_name, svc.sku_capacity, svc.publisher_email, svc.publisher_name,
+                     json.dumps(svc.tags), svc.etag, ts(svc.updated_at), service_id),
+                )
+            for new in plan.new_configs:
+                for version in (new.primary, new.secondary):
+                    _insert_version(conn, service_id, version)
+                conn.execute(
+                    "INSERT INTO access_configs (service_id, name, principal_id, enabled, etag, created_at, "
+                    "updated_at, primary_version_id, secondary_version_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (service_id, new.name.value, new.principal_id, int(new.enabled), new.etag,
+                     ts(svc.created_at), ts(svc.created_at), new.primary.id, new.secondary.id),
+                )
+            return plan
+
+        return await self._write(tx)
+
+    async def get_service(self, ref: ServiceRef) -> Service | None:
+        row = self._read(lambda c: c.execute(
+            f"SELECT {_SERVICE_COLUMNS} FROM services "  # noqa: S608 - constant column list
+            "WHERE subscription_key = ? AND resource_group_key = ? AND name_key = ?",
+            ref.key,
+        ).fetchone())
+        return _service(row) if row else None
+
+    async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]:
+        rows = self._read(lambda c: c.execute(
+            f"SELECT {_SERVICE_COLUMNS} FROM services "  # noqa: S608 - constant column list
+            "WHERE subscription_key = ? AND resource_group_key = ? ORDER BY name_key",
+            (subscription_id.lower(), resource_group.lower()),
+        ).fetchall())
+        return [_service(r) for r in rows]
+
+    async def delete_service(self, ref: ServiceRef) -> Service | None:
+        def tx(conn: sqlite3.Connection) -> Service | None:
+            row = conn.execute(
+                f"SELECT id, {_SERVICE_COLUMNS} FROM services "  # noqa: S608 - constant column list
+                "WHERE subscription_key = ? AND resource_group_key = ? AND name_key = ?",
+                ref.key,
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM services WHERE id = ?", (row[0],))
+            return _service(row[1:])
+
+        return await self._write(tx)
+
+    # -- access configurations -------------------------------------------------------------------
+
+    async def list_access(self, ref: ServiceRef) -> list[AccessConfig] | None:
+        rows = self._read(lambda c: c.execute(_CONFIG_SELECT + " ORDER BY c.name", ref.key).fetchall())
+        return [_config(r) for r in rows] or None
+
+    async def get_access(self, ref: ServiceRef, name: AccessName) -> AccessConfig | None:
+        row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
+        return _config(row) if row else None
+
+    async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
+        row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
+        return Secrets(_config(row), row[13], row[14]) if row else None
+
+    async def modify_access(
+        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange]
+    ) -> AccessConfig:
+        def tx(conn: sqlite3.Connection) -> AccessConfig:
+            row = conn.execute(
+                _CONFIG_SELECT.replace("SELECT ", "SELECT s.id, ", 1) + " AND c.name = ?", (*ref.key, name.value)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"The service '{ref.name}' was not found.")
+            service_id, row = row[0], row[1:]
+            current = Secrets(_config(row), row[13], row[14])
+            change = decide(current)
+            version_ids = {KeySlot.PRIMARY: current.config.primary_version_id,
+                           KeySlot.SECONDARY: current.config.secondary_version_id}
+            for version in change.new_versions:
+                _insert_version(conn, service_id, version)
+                conn.execute(
+                    "UPDATE key_versions SET secret = NULL, superseded_at = ? WHERE id = ?",
+                    (ts(version.created_at), version_ids[version.slot]),
+                )
+                version_ids[version.slot] = version.id
+            conn.execute(
+                "UPDATE access_configs SET principal_id = ?, enabled = ?, etag = ?, updated_at = ?, "
+                "primary_version_id = ?, secondary_version_id = ? WHERE service_id = ? AND name = ?",
+                (change.principal_id, int(change.enabled), change.etag, ts(change.updated_at),
+                 version_ids[KeySlot.PRIMARY], version_ids[KeySlot.SECONDARY], service_id, name.value),
+            )
+            fresh = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
+            return _config(fresh)
+
+        return await self._write(tx)
+
+
+def _insert_version(conn: sqlite3.Connection, service_id: str, version: Any) -> None:
+    conn.execute(
+        "INSERT INTO key_versions (id, service_id, access_name, slot, secret, origin, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (version.id, service_id, version.access_name.value, version.slot.value, version.secret, version.origin,
+         ts(version.created_at)),
+    )
+
+
+def _storage_error(exc: sqlite3.Error) -> TenantAccessError:
+    """Busy and full-disk conditions are transient: the client may retry. Anything else is ours."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text or "full" in text
+                                                      or "disk i/o" in text or "unable to open" in text):
+        return ServiceUnavailable("The store is temporarily unavailable; retry shortly.", retry_after=1)
+    return InternalError("The store failed to complete the request.")
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply pending migrations; answers the versions applied."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    applied = []
+    for migration in migrations.load():
+        conn.execute("BEGIN IMMEDIATE")  # re-checked under the lock: replicas may start together
+        try:
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
+                conn.execute("COMMIT")
+                continue
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                (migration.version, ts(_dt.datetime.now(_dt.UTC))),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)
+    return applied
