@@ -27,6 +27,7 @@ class ServerProcess:
         self.url = ""
         self.output: list[str] = []
         self.port = 0
+        self._pump: threading.Thread = threading.Thread()
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TENANT_ACCESS_")}
@@ -47,7 +48,8 @@ class ServerProcess:
                     self.url = match[1]
                     found.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         deadline = time.monotonic() + timeout
         while not found.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -67,6 +69,9 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         code = self.proc.returncode
+        self._pump.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.proc = None
         return code
 

@@ -27,6 +27,13 @@ def main() -> None:
               help="Wire format. [env TENANT_ACCESS_API_STYLE; default seed]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="[env TENANT_ACCESS_LOG_LEVEL; default info]")
+@click.option("--tls", is_flag=True, default=None,
+              help="Serve HTTPS; makes a self-signed certificate in <data-dir>/tls on first start "
+              "unless --tls-cert/--tls-key are given. [env TENANT_ACCESS_TLS]")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False),
+              help="PEM certificate to serve (implies --tls). [env TENANT_ACCESS_TLS_CERT]")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="PEM private key of --tls-cert. [env TENANT_ACCESS_TLS_KEY]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""
@@ -62,6 +69,6 @@ def db_upgrade(**options: object) -> None:
 
 def _settings(options: dict[str, object]) -> Settings:
     try:
-        return Settings.from_env(**options)
+        return Settings.from_env(None, **options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -32,10 +32,18 @@ class Settings:
     api_style: str = field(default="seed", metadata={"help": "wire format: seed (default) or azure"})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     max_body_bytes: int = field(default=64 * 1024, metadata={"help": "largest accepted request body"})
+    tls: bool = field(default=False, metadata={
+        "help": "serve HTTPS; without tls_cert/tls_key a self-signed certificate is made in <data_dir>/tls"})
+    tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain) to serve; implies tls"})
+    tls_key: Path | None = field(default=None, metadata={"help": "PEM private key of tls_cert; implies tls"})
 
     def __post_init__(self) -> None:
         if self.api_style not in API_STYLES:
             raise ValueError(f"api style must be one of {', '.join(API_STYLES)}, not {self.api_style!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both a TLS certificate and its key, or neither")
+        if self.tls_cert is not None and not self.tls:
+            object.__setattr__(self, "tls", True)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -50,8 +58,18 @@ class Settings:
         return replace(cls(), **values)
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
 def _convert(kind: Any, raw: str) -> Any:
     text = str(kind)
+    if text == "bool":
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise ValueError(f"expected true or false, not {raw!r}")
     if "int" in text:
         return int(raw)
     if "Path" in text:

@@ -19,7 +19,6 @@ from tenant_access.domain.errors import InternalError, NotFound, Problems, Tenan
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import ROUTES
 from tenant_access.http.request import Receive, Request, Scope, Send
-from tenant_access.http.responses import Response
 from tenant_access.http.routing import Route, Router
 from tenant_access.service import TenantAccess
 from tenant_access.storage.base import Store

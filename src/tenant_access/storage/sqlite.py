@@ -14,6 +14,7 @@ snapshot without blocking the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -172,7 +173,7 @@ class SqliteStore:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = job.fn(conn)
-                except BaseException as exc:  # noqa: BLE001 - delivered to the waiting request
+                except BaseException as exc:  # delivered to the waiting request, never swallowed
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     outcomes.append((exc, None))
@@ -182,10 +183,8 @@ class SqliteStore:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("write transaction failed: %s", type(exc).__name__ + ": " + str(exc))
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             failure = _storage_error(exc)
             outcomes = [(failure, None)] * len(batch)
         for job, (error, result) in zip(batch, outcomes, strict=True):
@@ -224,7 +223,7 @@ class SqliteStore:
             if row is None:
                 service_id = secrets.token_hex(12)
                 conn.execute(
-                    "INSERT INTO services (id, subscription_key, resource_group_key, name_key, "
+                    "INSERT INTO services (id, subscription_key, resource_group_key, name_key, "  # noqa: S608
                     f"{_SERVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (service_id, *ref.key, svc.ref.subscription_id, svc.ref.resource_group, svc.ref.name,
                      svc.location, svc.sku_name, svc.sku_capacity, svc.publisher_email, svc.publisher_name,

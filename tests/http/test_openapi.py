@@ -1,0 +1,96 @@
+"""The served OpenAPI document describes what the server really answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from referencing import Registry, Resource
+
+from tests.conftest import API, SERVICE_BODY, provider
+
+
+@pytest.fixture(scope="module")
+def document(seed_server: Any) -> dict[str, Any]:
+    response = httpx.get(f"{seed_server.url}/openapi.json")
+    assert response.status_code == 200
+    doc: dict[str, Any] = response.json()
+    return doc
+
+
+def _validate(document: dict[str, Any], template: str, method: str, response: httpx.Response) -> None:
+    operation = document["paths"][template][method.lower()]
+    spec = operation["responses"].get(str(response.status_code))
+    assert spec is not None, f"{method} {template} answered {response.status_code}, which is not documented"
+    content = spec.get("content")
+    if content is None:
+        assert response.content == b""
+        return
+    schema = content["application/json"]["schema"]
+    registry: Registry[Any] = Registry().with_resource("urn:doc", Resource.opaque(document))
+    # Local refs ("#/components/...") point into the whole document, registered as urn:doc.
+    validator = jsonschema.Draft202012Validator(_rebase(schema), registry=registry)
+    validator.validate(response.json())
+    for header in spec.get("headers", {}):
+        assert header.lower() in response.headers, f"{header} missing from {method} {template}"
+
+
+def _rebase(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: ("urn:doc" + v if k == "$ref" and v.startswith("#") else _rebase(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rebase(v) for v in node]
+    return node
+
+
+def test_the_document_lists_exactly_the_served_routes(document: dict[str, Any]) -> None:
+    from tenant_access.http.handlers import ROUTES
+
+    documented = {(path, method.upper()) for path, ops in document["paths"].items() for method in ops}
+    served = {(r.path, r.method) for r in ROUTES} | {("/openapi.json", "GET"), ("/healthz", "GET"),
+                                                     ("/readyz", "GET")}
+    assert documented == served
+
+
+def test_real_responses_match_the_document(http: httpx.Client, document: dict[str, Any]) -> None:
+    prefix = provider("openapi-rg")
+    svc = f"{prefix}/service/doc-svc"
+    tenant = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ApiManagement"
+    s_t = tenant + "/service/{serviceName}"
+    a_t = s_t + "/tenant/{accessName}"
+    calls: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("PUT", svc, s_t, {"json": SERVICE_BODY}),
+        ("PUT", svc, s_t, {"json": SERVICE_BODY}),
+        ("PUT", svc, s_t, {"json": {**SERVICE_BODY, "location": "Mars"}}),
+        ("PUT", svc, s_t, {"json": {}}),
+        ("GET", svc, s_t, {}),
+        ("GET", f"{prefix}/service", tenant + "/service", {}),
+        ("GET", f"{svc}/tenant", s_t + "/tenant", {}),
+        ("GET", f"{svc}/tenant/access", a_t, {}),
+        ("GET", f"{svc}/tenant/nope", a_t, {}),
+        ("HEAD", f"{svc}/tenant/access", a_t, {}),
+        ("PUT", f"{svc}/tenant/access", a_t, {"json": {"properties": {"enabled": True}}, "headers": {"If-Match": "*"}}),
+        ("PUT", f"{svc}/tenant/access", a_t, {"json": {"properties": {}}, "headers": {"If-Match": '"old"'}}),
+        ("PATCH", f"{svc}/tenant/gitAccess", a_t,
+         {"json": {"properties": {"enabled": False}}, "headers": {"If-Match": "*"}}),
+        ("PATCH", f"{svc}/tenant/gitAccess", a_t,
+         {"content": b"x", "headers": {"If-Match": "*", "content-type": "text/plain"}}),
+        ("POST", f"{svc}/tenant/access/listSecrets", a_t + "/listSecrets", {}),
+        ("POST", f"{svc}/tenant/access/regeneratePrimaryKey", a_t + "/regeneratePrimaryKey", {}),
+        ("POST", f"{svc}/tenant/access/regenerateSecondaryKey", a_t + "/regenerateSecondaryKey", {}),
+        ("POST", f"{svc}/tenant/access/git/regeneratePrimaryKey", a_t + "/git/regeneratePrimaryKey", {}),
+        ("POST", f"{svc}/tenant/gitAccess/git/regenerateSecondaryKey", a_t + "/git/regenerateSecondaryKey", {}),
+        ("DELETE", svc, s_t, {}),
+        ("DELETE", svc, s_t, {}),
+        ("POST", f"{svc}/tenant/access/regenerateSecondaryKey", a_t + "/regenerateSecondaryKey", {}),
+    ]
+    statuses = set()
+    for method, url, template, kwargs in calls:
+        response = http.request(method, f"{url}?{API}", **kwargs)
+        statuses.add(response.status_code)
+        _validate(document, template, method, response)
+    assert statuses >= {200, 201, 400, 404, 409, 412, 415}
+    for path in ("/healthz", "/readyz", "/openapi.json"):
+        _validate(document, path, "GET", http.get(path))
