@@ -54,10 +54,10 @@ def db_upgrade(**options: object) -> None:
     """Apply pending schema migrations (the server also does this at start)."""
     import asyncio
 
-    from tenant_access.storage.base import open_store
+    from tenant_access.runtime import open_store_for
 
     settings = _settings(options)
-    store = open_store(settings.database_url, settings.data_dir)
+    store = open_store_for(settings)
 
     async def upgrade() -> None:
         await store.open()

@@ -32,6 +32,8 @@ class Settings:
     api_style: str = field(default="seed", metadata={"help": "wire format: seed (default) or azure"})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     max_body_bytes: int = field(default=64 * 1024, metadata={"help": "largest accepted request body"})
+    master_key: str | None = field(default=None, repr=False,
+                                   metadata={"help": "base64 of 32 bytes; default: master.key in the data dir"})
     tls: bool = field(default=False, metadata={
         "help": "serve HTTPS; without tls_cert/tls_key a self-signed certificate is made in <data_dir>/tls"})
     tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain) to serve; implies tls"})

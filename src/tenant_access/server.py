@@ -11,6 +11,7 @@ import logging
 import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from tenant_access.config import Settings
 
@@ -54,36 +55,63 @@ def bind(host: str, port: int) -> socket.socket:
 
 async def provision_demo(settings: Settings) -> bool:
     """Create the demo service on an empty store; answers whether it had to."""
+    from tenant_access.domain.audit import Actor
     from tenant_access.domain.models import ServiceRef, ServiceSpec
-    from tenant_access.service import TenantAccess
-    from tenant_access.storage.base import open_store
 
-    store = open_store(settings.database_url, settings.data_dir)
+    SYSTEM = Actor("tenant-access", "owner", "/", "system", "demo", "local")
+    from tenant_access.runtime import open_store_for
+    from tenant_access.service import TenantAccess
+
+    store = open_store_for(settings)
     await store.open()
     try:
         app = TenantAccess(store)
         if await store.list_services(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP):
             return False
         ref = ServiceRef(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, DEMO_SERVICE)
-        await app.put_service(ref, ServiceSpec("westeurope", "Developer", 1, "admin@example.com", "Demo"))
+        await app.put_service(SYSTEM, ref, ServiceSpec("westeurope", "Developer", 1, "admin@example.com", "Demo"))
         return True
     finally:
         await store.close()
 
 
-def demo_commands(url: str) -> str:
+def demo_commands(url: str, cacert: Path | None = None) -> str:
+    curl = f"curl -s --cacert '{cacert}'" if cacert else "curl -s"
     base = (f"{url}/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/{DEMO_RESOURCE_GROUP}"
             f"/providers/Microsoft.ApiManagement/service/{DEMO_SERVICE}")
     v = "api-version=2024-05-01"
     return "\n".join([
         "Try it (the seed call first):",
-        f"  curl -s -X POST '{base}/tenant/access/regenerateSecondaryKey?{v}'",
-        f"  curl -s -X POST '{base}/tenant/access/listSecrets?{v}'",
-        f"  curl -s '{base}/tenant/access?{v}'",
-        f"  curl -s '{base}/tenant?{v}'",
-        f"  curl -s -X POST '{base}/tenant/access/regeneratePrimaryKey?{v}'",
+        f"  {curl} -X POST '{base}/tenant/access/regenerateSecondaryKey?{v}'",
+        f"  {curl} -X POST '{base}/tenant/access/listSecrets?{v}'",
+        f"  {curl} '{base}/tenant/access?{v}'",
+        f"  {curl} '{base}/tenant?{v}'",
+        f"  {curl} -X POST '{base}/tenant/access/regeneratePrimaryKey?{v}'",
         "",
     ])
+
+
+def tls_files(settings: Settings) -> tuple[Path, Path] | None:
+    """The certificate and key to serve, or None for plain HTTP; prints where the certificate is,
+    because a client has to be told to trust a self-signed one."""
+    if not settings.tls:
+        return None
+    from tenant_access import tls
+
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        try:
+            tls.check_pair(settings.tls_cert, settings.tls_key)
+        except ValueError as exc:
+            raise SystemExit(f"tenant-access: {exc}") from None
+        cert, key = settings.tls_cert, settings.tls_key
+        print(f"TLS certificate: {cert} (given with --tls-cert)", flush=True)
+    else:
+        pair = tls.ensure_self_signed(settings.data_dir)
+        cert, key = pair.cert, pair.key
+        made = "generated now" if pair.generated else "self-signed"
+        print(f"TLS certificate: {cert} ({made}; trust it with curl --cacert {cert}, "
+              f"REQUESTS_CA_BUNDLE={cert} or connection_verify='{cert}')", flush=True)
+    return cert, key
 
 
 def serve(settings: Settings, *, demo: bool = False) -> None:
@@ -92,8 +120,9 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
 
     from tenant_access.http.app import create_app
 
+    ssl_files = tls_files(settings)
     sock = bind(settings.host, settings.port)
-    listening = Listening(settings.host, sock.getsockname()[1])
+    listening = Listening(settings.host, sock.getsockname()[1], "https" if ssl_files else "http")
     if demo:
         asyncio.run(provision_demo(settings))
     app = create_app(settings)
@@ -102,7 +131,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "
               f"store: {app.store.describe()})", flush=True)
         if demo:
-            print(demo_commands(listening.url), flush=True)
+            print(demo_commands(listening.url, ssl_files[0] if ssl_files else None), flush=True)
 
     app.on_started = announce
     config = uvicorn.Config(
@@ -114,5 +143,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         server_header=False,
         timeout_graceful_shutdown=3,
         timeout_keep_alive=30,
+        ssl_certfile=str(ssl_files[0]) if ssl_files else None,
+        ssl_keyfile=str(ssl_files[1]) if ssl_files else None,
     )
     uvicorn.Server(config).run(sockets=[sock])

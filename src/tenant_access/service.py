@@ -1,15 +1,19 @@
 """The use cases: what each API operation does, independent of how it arrived.
 
-The HTTP layer calls these with parsed, validated arguments and turns the results (or the
-:mod:`~tenant_access.domain.errors` they raise) into responses in the active wire format.
+The HTTP layer calls these with parsed, validated arguments and the authenticated :class:`Actor`,
+and turns the results (or the :mod:`~tenant_access.domain.errors` they raise) into responses in
+the active wire format. Every change and every read of a secret is audited here, inside the same
+transaction as the change itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenant_access.domain import access, services
+from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
 from tenant_access.domain.keys import utcnow
 from tenant_access.domain.models import (
@@ -35,15 +39,26 @@ def _service_missing(ref: ServiceRef) -> NotFound:
     )
 
 
+def _target(ref: ServiceRef, name: AccessName | None = None) -> str:
+    return ref.resource_id + (f"/tenant/{name.value}" if name else "")
+
+
 @dataclass
 class TenantAccess:
     store: Store
 
     # -- services --------------------------------------------------------------------------------
 
-    async def put_service(self, ref: ServiceRef, spec: ServiceSpec) -> ServicePlan:
+    async def put_service(self, actor: Actor, ref: ServiceRef, spec: ServiceSpec) -> ServicePlan:
         now = utcnow()
-        return await self.store.put_service(ref, lambda existing: services.plan(existing, ref, spec, now))
+
+        def decide(existing: Service | None) -> ServicePlan:
+            plan = services.plan(existing, ref, spec, now)
+            record = event(actor, "services.create_or_update", _target(ref), service=ref, at=now,
+                           status=201 if plan.created else 200, detail="created" if plan.created else "updated")
+            return dataclasses.replace(plan, audit=record)
+
+        return await self.store.put_service(ref, decide)
 
     async def get_service(self, ref: ServiceRef) -> Service:
         found = await self.store.get_service(ref)
@@ -54,8 +69,8 @@ class TenantAccess:
     async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]:
         return await self.store.list_services(subscription_id, resource_group)
 
-    async def delete_service(self, ref: ServiceRef) -> Service | None:
-        return await self.store.delete_service(ref)
+    async def delete_service(self, actor: Actor, ref: ServiceRef) -> Service | None:
+        return await self.store.delete_service(ref, event(actor, "services.delete", _target(ref), service=ref))
 
     # -- access configurations -------------------------------------------------------------------
 
@@ -71,25 +86,31 @@ class TenantAccess:
             raise _service_missing(ref)
         return found
 
-    async def list_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets:
+    async def list_secrets(self, actor: Actor, ref: ServiceRef, name: AccessName) -> Secrets:
+        """Keys leave the store only after the read is on record: no audit, no keys."""
         found = await self.store.get_secrets(ref, name)
         if found is None:
             raise _service_missing(ref)
+        await self.store.record(event(actor, "access.list_secrets", _target(ref, name), service=ref))
         return found
 
     async def replace_access(
-        self, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object]
+        self, actor: Actor, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object]
     ) -> AccessConfig:
         now = utcnow()
-        return await self._modify(ref, name, lambda current: access.replace(current, if_match, fields, now))
+        return await self._modify(actor, "access.create", ref, name,
+                                  lambda current: access.replace(current, if_match, fields, now))
 
     async def update_access(
-        self, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object]
+        self, actor: Actor, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object]
     ) -> AccessConfig:
         now = utcnow()
-        return await self._modify(ref, name, lambda current: access.update(current, if_match, fields, now))
+        return await self._modify(actor, "access.update", ref, name,
+                                  lambda current: access.update(current, if_match, fields, now))
 
-    async def regenerate_key(self, ref: ServiceRef, name: AccessName, slot: KeySlot) -> Rotation:
+    async def regenerate_key(
+        self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName, slot: KeySlot
+    ) -> Rotation:
         """The seed operation (with ``slot=SECONDARY``) and its three siblings."""
         now = utcnow()
         outcome: list[tuple[str, AccessChange]] = []
@@ -99,14 +120,36 @@ class TenantAccess:
             outcome.append((current.config.version_id(slot), change))
             return change
 
-        config = await self._modify(ref, name, decide)
+        config = await self._modify(actor, operation, ref, name, decide)
         previous_version_id, change = outcome[-1]
         return Rotation(change.new_versions[0], previous_version_id, config)
 
     async def _modify(
-        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange]
+        self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName,
+        decide: Callable[[Secrets], AccessChange],
     ) -> AccessConfig:
+        def audited(current: Secrets) -> AccessChange:
+            change = decide(current)
+            new_ids = {v.slot: v.id for v in change.new_versions}
+            slots = sorted(new_ids, key=lambda slot: slot.value)
+            record = event(
+                actor, operation, _target(ref, name), service=ref, at=change.updated_at,
+                old_version_id=",".join(current.config.version_id(s) for s in slots) or None,
+                new_version_id=",".join(new_ids[s] for s in slots) or None,
+                detail=",".join(s.value for s in slots) or None,
+            )
+            return dataclasses.replace(change, audit=record)
+
         try:
-            return await self.store.modify_access(ref, name, decide)
+            return await self.store.modify_access(ref, name, audited)
         except NotFound:
             raise _service_missing(ref) from None
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    async def record(self, record: AuditEvent) -> None:
+        await self.store.record(record)
+
+    async def list_audit(self, query: AuditQuery) -> list[AuditEvent]:
+        """Records outlive services: a deleted service's trail stays readable."""
+        return await self.store.list_audit(query)

@@ -45,6 +45,8 @@ FIRST_VERSION: dict[str, str] = {
     "access.list_secrets": "2019-12-01",
     "access.list": "2020-12-01",
     "access.create": "2020-12-01",
+    # Our extension; it takes the same versions as the operations it reports on.
+    "audit.list": "2016-10-10",
 }
 
 

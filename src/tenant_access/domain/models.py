@@ -11,7 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tenant_access.domain.audit import AuditEvent
 
 
 class AccessName(enum.StrEnum):
@@ -145,6 +148,8 @@ class AccessChange:
     etag: str
     updated_at: _dt.datetime
     new_versions: tuple[KeyVersion, ...] = ()
+    #: Written in the same transaction as the change; if it cannot be written, nothing is.
+    audit: AuditEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)

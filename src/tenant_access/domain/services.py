@@ -6,6 +6,7 @@ import datetime as _dt
 from dataclasses import dataclass
 
 from tenant_access.domain import access, keys
+from tenant_access.domain.audit import AuditEvent
 from tenant_access.domain.errors import Conflict
 from tenant_access.domain.models import AccessName, KeyVersion, Service, ServiceRef, ServiceSpec
 
@@ -25,6 +26,7 @@ class ServicePlan:
     service: Service
     created: bool
     new_configs: tuple[NewConfig, ...]
+    audit: AuditEvent | None = None
 
 
 #: Azure creates ``access`` disabled (the direct management API must be switched on in the portal)

@@ -15,6 +15,7 @@ from types import ModuleType
 
 from tenant_access.config import Settings
 from tenant_access.domain import api_versions, rules
+from tenant_access.domain.audit import Actor
 from tenant_access.domain.errors import InternalError, NotFound, Problems, TenantAccessError, ValidationFailed
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import ROUTES
@@ -97,7 +98,8 @@ class App:
             route, params = self.router.resolve(request.method, request.segments)
             operation = route.operation
             version = self._check(route, request, params)
-            ctx = Context(request, params, version, self.use_cases)
+            actor = Actor("anonymous", "owner", "/", "anonymous", request_id, request.client)
+            ctx = Context(request, params, version, self.use_cases, actor, route.operation)
             outcome: Outcome = await route.handler(ctx)
             response = self.wire.render(outcome, ctx)
             if version is not None and version.is_fallback:
@@ -142,8 +144,8 @@ class App:
 def create_app(settings: Settings, store: Store | None = None) -> App:
     """An app with its own store; tests and the in-process fixture pass a store of their own."""
     if store is None:
-        from tenant_access.storage.base import open_store
+        from tenant_access.runtime import open_store_for
 
-        store = open_store(settings.database_url, settings.data_dir)
+        store = open_store_for(settings)
     return App(settings, store)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenant_access.domain.api_versions import ApiVersion
+from tenant_access.domain.audit import Actor
 from tenant_access.http.request import Request
 from tenant_access.service import TenantAccess
 
@@ -16,6 +17,8 @@ class Context:
     params: dict[str, str]
     api_version: ApiVersion | None
     app: TenantAccess
+    actor: Actor
+    operation: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +26,7 @@ class Outcome:
     """A use-case result tagged with what it is, so each wire format can pick status and shape.
 
     ``kind`` is one of: ``service``, ``service_list``, ``service_deleted``, ``access``,
-    ``access_list``, ``access_etag``, ``secrets``, ``rotation``, ``document``.
+    ``access_list``, ``access_etag``, ``secrets``, ``rotation``, ``audit_list``, ``document``.
     """
 
     kind: str

@@ -6,7 +6,12 @@ documents and the authorization tests are generated from it, so a route cannot e
 
 from __future__ import annotations
 
+import datetime as _dt
+from collections.abc import Iterable
+from typing import TypeVar
+
 from tenant_access.domain import rules
+from tenant_access.domain.audit import AuditQuery
 from tenant_access.domain.errors import Problems
 from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
 from tenant_access.http.context import Context, Outcome
@@ -26,13 +31,56 @@ def _access_target(ctx: Context) -> tuple[ServiceRef, AccessName]:
     return _service_ref(ctx), AccessName(ctx.params["accessName"])
 
 
+T = TypeVar("T")
+
+
+class Page(list[T]):
+    """One page of a list answer. It is a plain list to wire formats that only show items (the
+    seed envelope), and carries what an Azure-style answer needs for ``count`` and ``nextLink``."""
+
+    def __init__(self, items: Iterable[T], *, total: int, skip: int, top: int | None) -> None:
+        super().__init__(items)
+        self.total = total
+        self.skip = skip
+        self.top = top
+
+    @property
+    def next_skip(self) -> int | None:
+        """Where the next page starts, or None when this page reaches the end."""
+        end = self.skip + len(self)
+        return end if self.top is not None and end < self.total else None
+
+
+def _paging(ctx: Context) -> tuple[int, int | None]:
+    """``$skip`` and ``$top``, checked together so one answer names both when both are wrong."""
+    problems = Problems()
+    values: dict[str, int | None] = {}
+    for name, minimum in (("$top", 1), ("$skip", 0)):
+        raw = ctx.request.query(name)
+        values[name] = None
+        if raw is None:
+            continue
+        text = raw.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) < minimum:
+            problems.add(f"query.{name}", f"must be an integer of at least {minimum}")
+        else:
+            values[name] = int(text)
+    problems.raise_if_any("The paging parameters are not valid.")
+    return values["$skip"] or 0, values["$top"]
+
+
+def _page(items: list[T], skip: int, top: int | None) -> Page[T]:
+    end = None if top is None else skip + top
+    return Page(items[skip:end], total=len(items), skip=skip, top=top)
+
+
 async def put_service(ctx: Context) -> Outcome:
     problems = Problems()
     ref = _service_ref(ctx)
     spec = rules.parse_service_spec(await ctx.request.json(required=True), problems)
     problems.raise_if_any()
     assert spec is not None
-    plan = await ctx.app.put_service(ref, spec)
+    plan = await ctx.app.put_service(ctx.actor, ref, spec)
     return Outcome("service", plan.service, created=plan.created)
 
 
@@ -43,17 +91,20 @@ async def get_service(ctx: Context) -> Outcome:
 
 async def delete_service(ctx: Context) -> Outcome:
     ref = _service_ref(ctx)
-    return Outcome("service_deleted", (ref, await ctx.app.delete_service(ref)))
+    return Outcome("service_deleted", (ref, await ctx.app.delete_service(ctx.actor, ref)))
 
 
 async def list_services(ctx: Context) -> Outcome:
+    skip, top = _paging(ctx)
     found = await ctx.app.list_services(ctx.params["subscriptionId"], ctx.params["resourceGroupName"])
-    return Outcome("service_list", found)
+    return Outcome("service_list", _page(found, skip, top))
 
 
 async def list_access(ctx: Context) -> Outcome:
     ref = _service_ref(ctx)
-    return Outcome("access_list", await ctx.app.list_access(ref))
+    ctx.request.query("$filter")  # "Not used" in the specification: accepted (once) and ignored
+    skip, top = _paging(ctx)
+    return Outcome("access_list", _page(await ctx.app.list_access(ref), skip, top))
 
 
 async def get_access(ctx: Context) -> Outcome:
@@ -71,7 +122,7 @@ async def put_access(ctx: Context) -> Outcome:
     problems = Problems()
     fields = rules.parse_access_create(await ctx.request.json(required=True), problems)
     problems.raise_if_any()
-    config = await ctx.app.replace_access(ref, name, ctx.request.headers.get("if-match"), fields)
+    config = await ctx.app.replace_access(ctx.actor, ref, name, ctx.request.headers.get("if-match"), fields)
     return Outcome("access", config)
 
 
@@ -80,20 +131,21 @@ async def patch_access(ctx: Context) -> Outcome:
     problems = Problems()
     fields = rules.parse_access_update(await ctx.request.json(required=True), problems)
     problems.raise_if_any()
-    config = await ctx.app.update_access(ref, name, ctx.request.headers.get("if-match"), fields)
+    config = await ctx.app.update_access(ctx.actor, ref, name, ctx.request.headers.get("if-match"), fields)
     return Outcome("access", config)
 
 
 async def list_secrets(ctx: Context) -> Outcome:
     ref, name = _access_target(ctx)
     await ctx.request.json(required=False)
-    return Outcome("secrets", await ctx.app.list_secrets(ref, name))
+    return Outcome("secrets", await ctx.app.list_secrets(ctx.actor, ref, name))
 
 
 async def _regenerate(ctx: Context, name: AccessName | None, slot: KeySlot) -> Outcome:
     ref, path_name = _access_target(ctx)
     await ctx.request.json(required=False)  # no body is expected; a malformed one is still refused
-    return Outcome("rotation", await ctx.app.regenerate_key(ref, name or path_name, slot))
+    rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot)
+    return Outcome("rotation", rotation)
 
 
 async def regenerate_primary_key(ctx: Context) -> Outcome:
@@ -111,6 +163,33 @@ async def git_regenerate_primary_key(ctx: Context) -> Outcome:
 async def git_regenerate_secondary_key(ctx: Context) -> Outcome:
     return await _regenerate(ctx, AccessName.GIT, KeySlot.SECONDARY)
 
+
+def _time(ctx: Context, name: str, problems: Problems) -> _dt.datetime | None:
+    raw = ctx.request.query(name)
+    if raw is None:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(raw)
+    except ValueError:
+        problems.add(f"query.{name}", "must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z")
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
+
+
+async def list_audit_events(ctx: Context) -> Outcome:
+    """Our extension, not Azure's: the rotation history and secret reads of one service."""
+    ref = _service_ref(ctx)
+    problems = Problems()
+    since, until = _time(ctx, "since", problems), _time(ctx, "until", problems)
+    operation = ctx.request.query("operation")
+    problems.raise_if_any()
+    skip, top = _paging(ctx)
+    limit = min(top or AUDIT_PAGE, AUDIT_PAGE)
+    events = await ctx.app.list_audit(AuditQuery(ref, operation, since, until, limit + 1, skip))
+    return Outcome("audit_list", Page(events[:limit], total=skip + len(events), skip=skip, top=limit))
+
+
+AUDIT_PAGE = 1000
 
 ROUTES: tuple[Route, ...] = (
     Route("services.list", "GET", PROVIDER + "/service", list_services,
@@ -137,4 +216,6 @@ ROUTES: tuple[Route, ...] = (
           git_regenerate_primary_key, "Regenerate the primary key of the gitAccess configuration"),
     Route("access.git_regenerate_secondary_key", "POST", ACCESS + "/git/regenerateSecondaryKey",
           git_regenerate_secondary_key, "Regenerate the secondary key of the gitAccess configuration"),
+    Route("audit.list", "GET", SERVICE + "/auditEvents", list_audit_events,
+          "List the audit records of a service (filters: operation, since, until; paging: $top, $skip)"),
 )

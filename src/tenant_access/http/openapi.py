@@ -49,6 +49,12 @@ SCHEMAS: dict[str, Any] = {
         "access_name": {"type": "string", "enum": ["access", "gitAccess"]}, "service_name": STR,
         "resource_group": STR, "subscription_id": STR, "configuration_id": STR, "previous_id": STR, "etag": STR,
     }),
+    "AuditEvent": _obj({
+        "id": STR, "created_at": TS, "principal": STR, "role": STR, "scope": STR, "operation": STR, "target": STR,
+        "outcome": {"type": "string", "enum": ["success", "denied", "failed"]}, "status": {"type": "integer"},
+        "request_id": STR, "client": STR, "old_version_id": {"type": ["string", "null"]},
+        "new_version_id": {"type": ["string", "null"]}, "detail": {"type": ["string", "null"]},
+    }),
     "Error": _obj({
         "success": {"const": False},
         "error": _obj({
@@ -118,6 +124,7 @@ SUCCESS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "access.regenerate_secondary_key": ("200", {"$ref": "#/components/schemas/KeyVersion"}),
     "access.git_regenerate_primary_key": ("200", {"$ref": "#/components/schemas/KeyVersion"}),
     "access.git_regenerate_secondary_key": ("200", {"$ref": "#/components/schemas/KeyVersion"}),
+    "audit.list": ("200", {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}),
 }
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -140,8 +147,15 @@ def _operation(route: Route) -> dict[str, Any]:
     params.append({"$ref": "#/components/parameters/api-version"})
     if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
         params.append({"$ref": "#/components/parameters/If-Match"})
-    if route.operation in ("services.list", "access.list"):
+    if route.operation in ("services.list", "access.list", "audit.list"):
         params += [{"$ref": "#/components/parameters/$top"}, {"$ref": "#/components/parameters/$skip"}]
+    if route.operation == "audit.list":
+        params += [
+            {"name": "operation", "in": "query", "required": False, "schema": STR,
+             "description": "Only records of this operation, e.g. access.regenerate_secondary_key"},
+            {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+            {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+        ]
     status, data = SUCCESS[route.operation]
     ok: dict[str, Any] = {"description": "Success"}
     if data is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from tenant_access.domain.audit import AuditEvent
 from tenant_access.domain.errors import TenantAccessError
 from tenant_access.domain.models import AccessConfig, Rotation, Secrets, Service, ServiceRef
 from tenant_access.http.context import Context, Outcome
@@ -90,6 +91,25 @@ def rotation_data(rotation: Rotation) -> dict[str, Any]:
     }
 
 
+def audit_data(record: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "created_at": rfc3339(record.at),
+        "principal": record.principal,
+        "role": record.role,
+        "scope": record.scope,
+        "operation": record.operation,
+        "target": record.target,
+        "outcome": record.outcome,
+        "status": record.status,
+        "request_id": record.request_id,
+        "client": record.client,
+        "old_version_id": record.old_version_id,
+        "new_version_id": record.new_version_id,
+        "detail": record.detail,
+    }
+
+
 def _ok(status: int, data: Any) -> Response:
     return json_response(status, {"success": True, "data": data})
 
@@ -121,6 +141,8 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         data = service_data(deleted)
         data["provisioning_state"] = "Deleted"
         return _ok(200, data)
+    if kind == "audit_list":
+        return _ok(200, [audit_data(r) for r in value])
     if kind == "document":
         return json_response(200, value)
     raise AssertionError(f"no seed rendering for {kind}")

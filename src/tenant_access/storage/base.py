@@ -11,8 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from tenant_access.domain.audit import AuditEvent, AuditQuery
 from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
 from tenant_access.domain.services import ServicePlan
+
+
+class Cipher(Protocol):
+    """Encrypts key material at rest. ``aad`` binds a ciphertext to the record that holds it, so
+    a ciphertext copied to another row fails to decrypt instead of yielding someone else's key."""
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> str: ...
+
+    def decrypt(self, token: str, aad: bytes) -> bytes: ...
 
 
 class Store(Protocol):
@@ -33,7 +43,14 @@ class Store(Protocol):
 
     async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]: ...
 
-    async def delete_service(self, ref: ServiceRef) -> Service | None: ...
+    async def delete_service(self, ref: ServiceRef, audit: AuditEvent) -> Service | None:
+        """Delete with everything it holds; ``audit`` is written only if something was deleted."""
+        ...
+
+    async def record(self, event: AuditEvent) -> None:
+        """Write one audit record durably (reads of secrets, refused requests)."""
+
+    async def list_audit(self, query: AuditQuery) -> list[AuditEvent]: ...
 
     async def list_access(self, ref: ServiceRef) -> list[AccessConfig] | None:
         """None when the service does not exist (an empty list cannot happen: there are always two)."""
@@ -53,7 +70,7 @@ class Store(Protocol):
         ...
 
 
-def open_store(database_url: str | None, data_dir: Path) -> Store:
+def open_store(database_url: str | None, data_dir: Path, cipher: Cipher) -> Store:
     """Pick the adapter for a URL; the embedded SQLite file in ``data_dir`` when there is none."""
     from tenant_access.storage.sqlite import SqliteStore
 
@@ -61,5 +78,5 @@ def open_store(database_url: str | None, data_dir: Path) -> Store:
         path = data_dir / "tenant-access.db"
         if database_url and database_url.startswith("sqlite:///"):
             path = Path(database_url.removeprefix("sqlite:///"))
-        return SqliteStore(path)
+        return SqliteStore(path, cipher)
     raise ValueError(f"unsupported database URL scheme: {database_url.split(':', 1)[0]}")

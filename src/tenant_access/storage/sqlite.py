@@ -26,18 +26,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tenant_access.domain.audit import AuditEvent, AuditQuery
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
 from tenant_access.domain.models import (
     AccessChange,
     AccessConfig,
     AccessName,
     KeySlot,
+    KeyVersion,
     Secrets,
     Service,
     ServiceRef,
 )
 from tenant_access.domain.services import ServicePlan
 from tenant_access.storage import migrations
+from tenant_access.storage.base import Cipher
 
 log = logging.getLogger("tenant_access.storage")
 T = TypeVar("T")
@@ -55,7 +58,7 @@ def parse_ts(value: str) -> _dt.datetime:
 
 _CONFIG_SELECT = """
 SELECT s.subscription_id, s.resource_group, s.name, c.name, c.principal_id, c.enabled, c.etag,
-       c.created_at, c.updated_at, p.id, p.created_at, q.id, q.created_at, p.secret, q.secret
+       c.created_at, c.updated_at, p.id, p.created_at, q.id, q.created_at, p.secret, q.secret, s.id
 FROM services s
 JOIN access_configs c ON c.service_id = s.id
 JOIN key_versions p ON p.id = c.primary_version_id
@@ -111,8 +114,9 @@ def _deliver(future: asyncio.Future[Any], error: BaseException | None, result: A
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cipher: Cipher) -> None:
         self.path = path
+        self.cipher = cipher
         self._reader: sqlite3.Connection | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -126,7 +130,12 @@ class SqliteStore:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(self.path)
-        migrate(writer)
+        try:
+            migrate(writer)
+            check_master_key(writer, self.cipher)
+        except BaseException:
+            writer.close()
+            raise
         self._reader = _connect(self.path)
         self._thread = threading.Thread(target=self._run_writer, args=(writer,), name="sqlite-writer", daemon=True)
         self._thread.start()
@@ -237,9 +246,11 @@ class SqliteStore:
                     (svc.sku_name, svc.sku_capacity, svc.publisher_email, svc.publisher_name,
                      json.dumps(svc.tags), svc.etag, ts(svc.updated_at), service_id),
                 )
+            if plan.audit is not None:
+                _insert_audit(conn, plan.audit)
             for new in plan.new_configs:
                 for version in (new.primary, new.secondary):
-                    _insert_version(conn, service_id, version)
+                    self._insert_version(conn, service_id, version)
                 conn.execute(
                     "INSERT INTO access_configs (service_id, name, principal_id, enabled, etag, created_at, "
                     "updated_at, primary_version_id, secondary_version_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -266,7 +277,7 @@ class SqliteStore:
         ).fetchall())
         return [_service(r) for r in rows]
 
-    async def delete_service(self, ref: ServiceRef) -> Service | None:
+    async def delete_service(self, ref: ServiceRef, audit: AuditEvent) -> Service | None:
         def tx(conn: sqlite3.Connection) -> Service | None:
             row = conn.execute(
                 f"SELECT id, {_SERVICE_COLUMNS} FROM services "  # noqa: S608 - constant column list
@@ -276,9 +287,20 @@ class SqliteStore:
             if row is None:
                 return None
             conn.execute("DELETE FROM services WHERE id = ?", (row[0],))
+            _insert_audit(conn, audit)
             return _service(row[1:])
 
         return await self._write(tx)
+
+    # -- audit ------------------------------------------------------------------------------------
+
+    async def record(self, event: AuditEvent) -> None:
+        await self._write(lambda conn: _insert_audit(conn, event))
+
+    async def list_audit(self, query: AuditQuery) -> list[AuditEvent]:
+        sql, args = audit_sql(query)
+        rows = self._read(lambda c: c.execute(sql, args).fetchall())
+        return [_audit(r, query.service) for r in rows]
 
     # -- access configurations -------------------------------------------------------------------
 
@@ -292,24 +314,43 @@ class SqliteStore:
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
-        return Secrets(_config(row), row[13], row[14]) if row else None
+        return self._secrets(row) if row else None
+
+    def _secrets(self, row: tuple[Any, ...]) -> Secrets:
+        config = _config(row)
+        service_id = row[15]
+        return Secrets(
+            config,
+            _open_secret(self.cipher, row[13], service_id, config.name, KeySlot.PRIMARY, config.primary_version_id),
+            _open_secret(self.cipher, row[14], service_id, config.name, KeySlot.SECONDARY,
+                         config.secondary_version_id),
+        )
+
+    def _insert_version(self, conn: sqlite3.Connection, service_id: str, version: KeyVersion) -> None:
+        token = self.cipher.encrypt(
+            version.secret.encode("utf-8"), _aad(service_id, version.access_name, version.slot, version.id)
+        )
+        conn.execute(
+            "INSERT INTO key_versions (id, service_id, access_name, slot, secret, origin, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (version.id, service_id, version.access_name.value, version.slot.value, token, version.origin,
+             ts(version.created_at)),
+        )
 
     async def modify_access(
         self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange]
     ) -> AccessConfig:
         def tx(conn: sqlite3.Connection) -> AccessConfig:
-            row = conn.execute(
-                _CONFIG_SELECT.replace("SELECT ", "SELECT s.id, ", 1) + " AND c.name = ?", (*ref.key, name.value)
-            ).fetchone()
+            row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
             if row is None:
                 raise NotFound(f"The service '{ref.name}' was not found.")
-            service_id, row = row[0], row[1:]
-            current = Secrets(_config(row), row[13], row[14])
+            service_id = row[15]
+            current = self._secrets(row)
             change = decide(current)
             version_ids = {KeySlot.PRIMARY: current.config.primary_version_id,
                            KeySlot.SECONDARY: current.config.secondary_version_id}
             for version in change.new_versions:
-                _insert_version(conn, service_id, version)
+                self._insert_version(conn, service_id, version)
                 conn.execute(
                     "UPDATE key_versions SET secret = NULL, superseded_at = ? WHERE id = ?",
                     (ts(version.created_at), version_ids[version.slot]),
@@ -321,19 +362,103 @@ class SqliteStore:
                 (change.principal_id, int(change.enabled), change.etag, ts(change.updated_at),
                  version_ids[KeySlot.PRIMARY], version_ids[KeySlot.SECONDARY], service_id, name.value),
             )
+            if change.audit is not None:
+                _insert_audit(conn, change.audit)
             fresh = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
             return _config(fresh)
 
         return await self._write(tx)
 
 
-def _insert_version(conn: sqlite3.Connection, service_id: str, version: Any) -> None:
+def _aad(service_id: str, name: AccessName, slot: KeySlot, version_id: str) -> bytes:
+    """What a key's ciphertext is bound to: its version, service, configuration and slot."""
+    return f"tenant-access/key-version/{version_id}/{service_id}/{name.value}/{slot.value}".encode()
+
+
+def _open_secret(cipher: Cipher, token: str | None, service_id: str, name: AccessName, slot: KeySlot,
+                 version_id: str) -> str:
+    if token is None:
+        raise InternalError("A current key has no stored material.")
+    try:
+        return cipher.decrypt(token, _aad(service_id, name, slot, version_id)).decode("utf-8")
+    except Exception:
+        log.error("key material of version %s failed to decrypt: refusing to use it", version_id)
+        raise InternalError("Stored key material failed its integrity check.") from None
+
+
+_AUDIT_COLUMNS = (
+    "id, at, principal, role, scope, operation, target, outcome, status, request_id, client, "
+    "subscription_key, resource_group_key, service_key, old_version_id, new_version_id, detail"
+)
+
+
+def _insert_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
+    keys = event.service.key if event.service else (None, None, None)
     conn.execute(
-        "INSERT INTO key_versions (id, service_id, access_name, slot, secret, origin, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (version.id, service_id, version.access_name.value, version.slot.value, version.secret, version.origin,
-         ts(version.created_at)),
+        f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES "  # noqa: S608 - constant column list
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (event.id, ts(event.at), event.principal, event.role, event.scope, event.operation, event.target,
+         event.outcome, event.status, event.request_id, event.client, *keys, event.old_version_id,
+         event.new_version_id, event.detail),
     )
+
+
+def _audit(row: tuple[Any, ...], service: ServiceRef) -> AuditEvent:
+    return AuditEvent(
+        id=row[0], at=parse_ts(row[1]), principal=row[2], role=row[3], scope=row[4], operation=row[5],
+        target=row[6], outcome=row[7], status=int(row[8]), request_id=row[9], client=row[10], service=service,
+        old_version_id=row[14], new_version_id=row[15], detail=row[16],
+    )
+
+
+def audit_sql(query: AuditQuery) -> tuple[str, list[Any]]:
+    """The one audit query, shared by every adapter (placeholders are ``?``)."""
+    sql = (f"SELECT {_AUDIT_COLUMNS} FROM audit_events "  # noqa: S608 - constant column list
+           "WHERE subscription_key = ? AND resource_group_key = ? AND service_key = ?")
+    args: list[Any] = list(query.service.key)
+    if query.operation:
+        sql += " AND operation = ?"
+        args.append(query.operation)
+    if query.since:
+        sql += " AND at >= ?"
+        args.append(ts(query.since))
+    if query.until:
+        sql += " AND at < ?"
+        args.append(ts(query.until))
+    sql += " ORDER BY at, id LIMIT ? OFFSET ?"
+    args += [query.top, query.skip]
+    return sql, args
+
+
+_CHECK_PLAINTEXT = b"tenant-access master key check"
+_CHECK_AAD = b"tenant-access/store-meta/master-key-check"
+
+
+def check_master_key(conn: sqlite3.Connection, cipher: Cipher) -> None:
+    """Refuse to open a store with the wrong master key, before any request can be answered.
+
+    The first start stores a known value encrypted under the key; every later start must decrypt it.
+    """
+    row = conn.execute("SELECT value FROM store_meta WHERE name = 'master_key_check'").fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO store_meta (name, value) VALUES ('master_key_check', ?) ON CONFLICT (name) DO NOTHING",
+            (cipher.encrypt(_CHECK_PLAINTEXT, _CHECK_AAD),),
+        )
+        row = conn.execute("SELECT value FROM store_meta WHERE name = 'master_key_check'").fetchone()
+    try:
+        ok = cipher.decrypt(row[0], _CHECK_AAD) == _CHECK_PLAINTEXT
+    except Exception:
+        ok = False
+    if not ok:
+        raise WrongMasterKey(
+            "the master key does not open this store: set TENANT_ACCESS_MASTER_KEY (or the master.key file) to the "
+            "key the store was created with"
+        )
+
+
+class WrongMasterKey(RuntimeError):
+    """Raised at start-up; the server exits rather than run without its keys."""
 
 
 def _storage_error(exc: sqlite3.Error) -> TenantAccessError:
