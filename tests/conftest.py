@@ -48,7 +48,7 @@ def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def http(seed_server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=seed_server.url, timeout=10) as client:
+    with httpx.Client(base_url=seed_server.url, timeout=10, headers=seed_server.auth()) as client:
         yield client
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 _LISTENING = re.compile(r"tenant-access listening on (https?://\S+)")
+_CERTIFICATE = re.compile(r"^TLS certificate: (.+?) \(")
 
 
 class ServerProcess:
@@ -27,6 +28,8 @@ class ServerProcess:
         self.url = ""
         self.output: list[str] = []
         self.port = 0
+        #: The certificate a TLS server printed at start (``--tls``), for clients to trust.
+        self.cert_path: Path | None = None
         self._pump: threading.Thread = threading.Thread()
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
@@ -43,6 +46,9 @@ class ServerProcess:
             assert self.proc is not None and self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.output.append(line)
+                cert = _CERTIFICATE.search(line)
+                if cert and not found.is_set():
+                    self.cert_path = Path(cert[1])
                 match = _LISTENING.search(line)
                 if match and not found.is_set():
                     self.url = match[1]
@@ -82,6 +88,15 @@ class ServerProcess:
         """Stop and start again on the same port and data directory."""
         self.stop()
         return self.start()
+
+    def token(self, role: str = "owner", scope: str = "/", expires_in: int = 3600, sub: str = "tests") -> str:
+        """A bearer token signed with this server's own signing secret, as ``tenant-access token`` makes."""
+        from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+
+        return issue_token(load_or_create_signing_key(self.data_dir, create=False), sub, role, scope, expires_in)
+
+    def auth(self, role: str = "owner", scope: str = "/") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, scope)}"}
 
     def log(self) -> str:
         return "".join(self.output)

@@ -14,6 +14,7 @@ from typing import Any
 
 ENV_PREFIX = "TENANT_ACCESS_"
 API_STYLES = ("seed", "azure")
+AUTH_MODES = ("strict", "emulator", "none")
 
 
 def default_data_dir() -> Path:
@@ -38,12 +39,25 @@ class Settings:
         "help": "serve HTTPS; without tls_cert/tls_key a self-signed certificate is made in <data_dir>/tls"})
     tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain) to serve; implies tls"})
     tls_key: Path | None = field(default=None, metadata={"help": "PEM private key of tls_cert; implies tls"})
+    auth: str = field(default="strict", metadata={"help": "strict (default), emulator, or none"})
+    token_keys: str | None = field(default=None, metadata={
+        "help": "comma-separated PEM or JWKS (.json) files of extra token verification keys"})
+    token_audience: str | None = field(default=None, metadata={
+        "help": "comma-separated accepted aud values; default the Azure management audiences"})
+    token_issuer: str | None = field(default=None, metadata={"help": "required iss of bearer tokens; default any"})
+    auth_failures_per_minute: int = field(default=20, metadata={
+        "help": "failed authentications per client address a minute before 429"})
+    rate_limit: float = field(default=0.0, metadata={"help": "requests a second per principal; 0 is off"})
+    regenerate_rate_limit: float = field(default=0.0, metadata={
+        "help": "key regenerations a second per principal; 0 is off"})
 
     def __post_init__(self) -> None:
         if self.api_style not in API_STYLES:
             raise ValueError(f"api style must be one of {', '.join(API_STYLES)}, not {self.api_style!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both a TLS certificate and its key, or neither")
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
 
@@ -72,6 +86,8 @@ def _convert(kind: Any, raw: str) -> Any:
         if raw.strip().lower() in _FALSE:
             return False
         raise ValueError(f"expected true or false, not {raw!r}")
+    if text == "float":
+        return float(raw)
     if "int" in text:
         return int(raw)
     if "Path" in text:

@@ -42,7 +42,7 @@ def test_secret_reads_and_changes_are_recorded(http: httpx.Client, service: str)
 def test_concurrent_rotations_have_exactly_one_record_each(http: httpx.Client, service: str) -> None:
     url = f"{http.base_url}{service}/tenant/access/regeneratePrimaryKey?{API}"
     with ThreadPoolExecutor(12) as pool:
-        ids = list(pool.map(lambda _: httpx.post(url, timeout=20).json()["data"]["id"], range(24)))
+        ids = list(pool.map(lambda _: httpx.post(url, timeout=20, headers=http.headers).json()["data"]["id"], range(24)))
     records = _audit(http, service, operation="access.regenerate_primary_key")
     assert len(records) == 24
     assert sorted(r["new_version_id"] for r in records) == sorted(ids)  # type: ignore[type-var]
@@ -64,7 +64,7 @@ def test_time_filters_and_paging(http: httpx.Client, service: str) -> None:
 
 def test_a_failed_audit_write_leaves_the_key_unchanged(fresh_server: ServerProcess) -> None:
     path = service_path("audit-fault")
-    with httpx.Client(base_url=fresh_server.url) as http:
+    with httpx.Client(base_url=fresh_server.url, headers=fresh_server.auth()) as http:
         assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
         before = http.post(f"{path}/tenant/access/listSecrets?{API}").json()["data"]
         # A real fault in the real database: the audit table refuses every insert.

@@ -71,13 +71,13 @@ def test_keys_are_64_random_bytes_base64(http: httpx.Client, service: str) -> No
 
 def test_rotated_keys_survive_a_restart(fresh_server: ServerProcess) -> None:
     path = service_path("persisted")
-    with httpx.Client(base_url=fresh_server.url) as http:
+    with httpx.Client(base_url=fresh_server.url, headers=fresh_server.auth()) as http:
         assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
         http.post(f"{path}/tenant/access/regenerateSecondaryKey?{API}")
         http.post(f"{path}/tenant/gitAccess/regeneratePrimaryKey?{API}")
         before = {a: _secrets(http, path, a) for a in ("access", "gitAccess")}
     fresh_server.restart()
-    with httpx.Client(base_url=fresh_server.url) as http:
+    with httpx.Client(base_url=fresh_server.url, headers=fresh_server.auth()) as http:
         after = {a: _secrets(http, path, a) for a in ("access", "gitAccess")}
     assert after == before
 
@@ -88,7 +88,7 @@ def test_concurrent_regenerations_each_get_their_own_version(http: httpx.Client,
     url = f"{http.base_url}{service}/tenant/access/regenerateSecondaryKey?{API}"
 
     def rotate(_: int) -> dict[str, str]:
-        response = httpx.post(url, timeout=20)
+        response = httpx.post(url, timeout=20, headers=http.headers)
         assert response.status_code == 200, response.text
         data: dict[str, str] = response.json()["data"]
         return data

@@ -103,6 +103,19 @@ class UnsupportedMediaType(TenantAccessError):
     azure_code = "UnsupportedMediaType"
 
 
+class TooManyRequests(TenantAccessError):
+    """Throttled. ``Retry-After`` is sent only here and with 503: azure-core retries any error
+    that carries it, so an ordinary 4xx must never have one."""
+
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+    azure_code = "TooManyRequests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class ServiceUnavailable(TenantAccessError):
     status = 503
     code = "SERVICE_UNAVAILABLE"

@@ -15,16 +15,18 @@ from types import ModuleType
 
 from tenant_access.config import Settings
 from tenant_access.domain import api_versions, rules
-from tenant_access.domain.audit import Actor
+from tenant_access.domain.audit import Actor, event
 from tenant_access.domain.errors import InternalError, NotFound, Problems, TenantAccessError, ValidationFailed
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import ROUTES
 from tenant_access.http.request import Receive, Request, Scope, Send
 from tenant_access.http.routing import Route, Router
+from tenant_access.security.authorization import Principal
 from tenant_access.service import TenantAccess
 from tenant_access.storage.base import Store
 
 log = logging.getLogger("tenant_access.http")
+UNAUTHENTICATED = Actor("unauthenticated", "-", "-", "-", "-", "-")
 access_log = logging.getLogger("tenant_access.access")
 
 
@@ -50,6 +52,11 @@ class App:
         routes.extend(documents.routes(self))
         self.routes: tuple[Route, ...] = tuple(routes)
         self.router = Router(self.routes)
+        from tenant_access.http import auth
+
+        self.auth = auth.build(settings, store)
+        self._mode_header = None if settings.auth == "strict" else (
+            "x-tenant-access-auth", f"{settings.auth} (credentials are not fully checked)")
         self._opened = False
         #: Called once the store is open; the server prints its "listening" line from here.
         self.on_started: Callable[[], None] | None = None
@@ -97,8 +104,22 @@ class App:
             request = Request(scope, receive, request_id, self.settings.max_body_bytes)
             route, params = self.router.resolve(request.method, request.segments)
             operation = route.operation
+            principal = Principal.anonymous()
+            if not route.public:
+                try:
+                    principal = await self.auth.authenticate(request, route, params)
+                except TenantAccessError as exc:
+                    await self._record_refusal(UNAUTHENTICATED, request, route, exc)
+                    raise
             version = self._check(route, request, params)
-            actor = Actor("anonymous", "owner", "/", "anonymous", request_id, request.client)
+            actor = Actor(principal.sub, principal.role.value, principal.scope, principal.kind.value, request_id,
+                          request.client)
+            if not route.public:
+                try:
+                    self.auth.authorize(principal, route, request)
+                except TenantAccessError as exc:
+                    await self._record_refusal(actor, request, route, exc)
+                    raise
             ctx = Context(request, params, version, self.use_cases, actor, route.operation)
             outcome: Outcome = await route.handler(ctx)
             response = self.wire.render(outcome, ctx)
@@ -112,6 +133,8 @@ class App:
             log.exception("unhandled error in %s (request %s)", operation, request_id)
             response = self.wire.error(InternalError("An internal error occurred."), request, request_id)
         self.wire.common_headers(response, request, request_id)
+        if self._mode_header is not None:
+            response.header(*self._mode_header)
         method = scope.get("method", "-")
         await response.send(send, head=method == "HEAD")
         if access_log.isEnabledFor(logging.INFO):
@@ -119,6 +142,16 @@ class App:
                 "%s %s %s %d %.1fms %s", method, operation, request.path if request else "-",
                 response.status, (time.perf_counter() - started) * 1000, request_id,
             )
+
+    async def _record_refusal(self, actor: Actor, request: Request, route: Route, exc: TenantAccessError) -> None:
+        """Refused requests are audited too; a failure to record one must not turn a 401 into a 500."""
+        if actor is UNAUTHENTICATED:
+            actor = Actor("unauthenticated", "-", "-", "-", request.request_id, request.client)
+        try:
+            await self.use_cases.record(event(actor, route.operation, request.path[:512], outcome="denied",
+                                              status=exc.status))
+        except Exception:
+            log.warning("could not record a refused request (request %s)", request.request_id)
 
     def _check(self, route: Route, request: Request, params: dict[str, str]) -> api_versions.ApiVersion | None:
         """The api-version and every path parameter, checked together so one answer names all

@@ -30,6 +30,8 @@ class Route:
     body: str | None = None
     #: Operations that are not part of the versioned resource API (health, documents).
     versioned: bool = True
+    #: Served without authentication (health checks, documents, the token endpoint).
+    public: bool = False
     literals: tuple[tuple[int, str], ...] = field(default=(), compare=False)
     params: tuple[tuple[int, str], ...] = field(default=(), compare=False)
     length: int = field(default=0, compare=False)

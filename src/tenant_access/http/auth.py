@@ -1,0 +1,152 @@
+"""Who is calling, and may they: authentication and authorization for every route.
+
+Three credentials are understood (``docs/security.md`` has the threat model):
+
+* ``Bearer <JWT>``: signed by the server's own signing secret (``tenant-access token``, the token
+  endpoint) or by configured RSA/EC/HMAC keys; in ``--auth emulator`` any well-formed unexpired
+  token is accepted whatever its signature, as Azurite's ``--oauth basic`` does.
+* ``SharedAccessSignature uid=...&ex=...&sn=...``: signed with a key of the addressed service's
+  ``access`` configuration; always fully checked, in every mode but ``none``.
+* nothing, only with ``--auth none``.
+
+Every failure answers the same 401, whatever went wrong, so a caller cannot tell a bad signature
+from an unknown key id; failures are counted per client address and answered 429 past a limit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenant_access.config import Settings
+from tenant_access.domain.errors import AuthenticationFailed, Forbidden, TooManyRequests
+from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
+from tenant_access.http.request import Request
+from tenant_access.http.routing import Route
+from tenant_access.security import sas
+from tenant_access.security.authorization import Principal, Role, authorize
+from tenant_access.security.errors import InvalidCredential
+from tenant_access.security.headers import Scheme, read_authorization
+from tenant_access.security.limits import FailureLimiter, RateLimiter
+from tenant_access.security.tokens import TokenVerifier
+from tenant_access.storage.base import Store
+
+log = logging.getLogger("tenant_access.auth")
+
+UNAUTHORIZED_MESSAGE = (
+    "Authentication failed. Send 'Authorization: Bearer <token>' or "
+    "'Authorization: SharedAccessSignature uid=...&ex=...&sn=...'."
+)
+#: Every refused credential gets exactly this challenge, whatever the reason.
+CHALLENGE = 'Bearer realm="tenant-access", error="invalid_token", SharedAccessSignature realm="tenant-access"'
+
+
+class Unauthenticated(AuthenticationFailed):
+    def __init__(self) -> None:
+        super().__init__(UNAUTHORIZED_MESSAGE, azure_code="AuthenticationFailed")
+        self.headers["WWW-Authenticate"] = CHALLENGE
+
+
+def forbidden(principal: Principal, operation: str) -> Forbidden:
+    """ARM's wording, which names the caller and the action but nothing about the resource."""
+    return Forbidden(
+        f"The client '{principal.sub}' with role '{principal.role.value}' does not have authorization to perform "
+        f"action '{operation}' over this scope, or the scope is outside '{principal.scope}'.",
+        azure_code="AuthorizationFailed",
+    )
+
+
+@dataclass
+class Authenticator:
+    mode: str
+    verifier: TokenVerifier | None
+    store: Store
+    failures: FailureLimiter
+    requests: RateLimiter
+    regenerations: RateLimiter
+
+    async def authenticate(self, request: Request, route: Route, params: dict[str, str]) -> Principal:
+        if self.mode == "none":
+            return Principal.anonymous()
+        decision = self.failures.check(request.client)
+        if not decision.allowed:
+            raise TooManyRequests(
+                "Too many failed authentication attempts from this address; retry later.",
+                retry_after=decision.retry_after,
+            )
+        try:
+            credential = read_authorization(request.headers.get("authorization"))
+            if credential is None:
+                raise InvalidCredential("no credential")
+            if credential.scheme is Scheme.BEARER:
+                assert self.verifier is not None
+                return self.verifier.verify(credential.value)
+            return await self._sas(credential.value, params)
+        except InvalidCredential as exc:
+            self.failures.record_failure(request.client)
+            log.info("authentication failed from %s: %s", request.client, exc.reason)
+            raise Unauthenticated() from None
+
+    async def _sas(self, value: str, params: dict[str, str]) -> Principal:
+        """A SAS is valid only for routes of its own service, while ``access`` is enabled, until
+        expiry, and only while the key it was signed with is current."""
+        token = sas.parse_sas(value)
+        if "serviceName" not in params:
+            raise InvalidCredential("sas: this route is not a service's")
+        ref = ServiceRef(params["subscriptionId"], params["resourceGroupName"], params["serviceName"])
+        secrets = await self.store.get_secrets(ref, AccessName.ACCESS)
+        if secrets is None or not secrets.config.enabled:
+            raise InvalidCredential("sas: no enabled access configuration")
+        if token.uid != secrets.config.principal_id:
+            raise InvalidCredential("sas: uid is not the configuration's principal id")
+        sas.verify_sas(
+            token,
+            [(KeySlot.PRIMARY, secrets.primary_key), (KeySlot.SECONDARY, secrets.secondary_key)],
+            _dt.datetime.now(_dt.UTC),
+        )
+        return Principal.for_sas(token.uid, ref.resource_id)
+
+    def authorize(self, principal: Principal, route: Route, request: Request) -> None:
+        if not authorize(principal, route.operation, request.path):
+            raise forbidden(principal, route.operation)
+        if self.requests.enabled or self.regenerations.enabled:
+            self._throttle(principal, route)
+
+    def _throttle(self, principal: Principal, route: Route) -> None:
+        decision = self.requests.acquire(principal.sub)
+        if decision.allowed and "regenerate" in route.operation:
+            decision = self.regenerations.acquire(principal.sub)
+        if not decision.allowed:
+            raise TooManyRequests("Request rate limit reached; retry later.", retry_after=decision.retry_after)
+
+
+def build(settings: Settings, store: Store) -> Authenticator:
+    """The authenticator the settings describe; reads key files once, at start."""
+    verifier = None
+    if settings.auth != "none":
+        from tenant_access.security.tokens import ARM_AUDIENCES, load_or_create_signing_key
+        from tenant_access.security.verification_keys import hmac_key, load_jwks, load_pem_keys
+
+        audiences = tuple(a for a in (settings.token_audience or "").split(",") if a) or ARM_AUDIENCES
+        if settings.auth == "emulator":
+            verifier = TokenVerifier.emulator(audiences=audiences, issuer=settings.token_issuer,
+                                              default_role=Role.OWNER, default_scope="/")
+        else:
+            keys = [hmac_key(load_or_create_signing_key(settings.data_dir))]
+            for path in token_key_paths(settings.token_keys):
+                keys += load_jwks(path) if path.suffix.lower() == ".json" else load_pem_keys(path)
+            verifier = TokenVerifier.with_keys(keys, audiences=audiences, issuer=settings.token_issuer)
+    return Authenticator(
+        mode=settings.auth,
+        verifier=verifier,
+        store=store,
+        failures=FailureLimiter(settings.auth_failures_per_minute),
+        requests=RateLimiter(settings.rate_limit or None),
+        regenerations=RateLimiter(settings.regenerate_rate_limit or None),
+    )
+
+
+def token_key_paths(raw: str | None) -> tuple[Path, ...]:
+    return tuple(Path(p).expanduser() for p in (raw or "").split(",") if p.strip())
