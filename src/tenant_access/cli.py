@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tenant_access import __version__
-from tenant_access.config import API_STYLES, Settings
+from tenant_access.config import API_STYLES, AUTH_MODES, Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,6 +34,18 @@ def main() -> None:
               help="PEM certificate to serve (implies --tls). [env TENANT_ACCESS_TLS_CERT]")
 @click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False),
               help="PEM private key of --tls-cert. [env TENANT_ACCESS_TLS_KEY]")
+@click.option("--auth", type=click.Choice(AUTH_MODES),
+              help="strict: verify every credential; emulator: accept any well-formed unexpired bearer token; "
+              "none: no authentication. [env TENANT_ACCESS_AUTH; default strict]")
+@click.option("--token-keys", help="Comma-separated PEM or JWKS (.json) files of extra token verification keys. "
+              "[env TENANT_ACCESS_TOKEN_KEYS]")
+@click.option("--token-audience", help="Comma-separated accepted aud values. [env TENANT_ACCESS_TOKEN_AUDIENCE]")
+@click.option("--token-issuer", help="Required iss of bearer tokens. [env TENANT_ACCESS_TOKEN_ISSUER]")
+@click.option("--auth-failures-per-minute", type=click.IntRange(1),
+              help="Failed authentications per client address a minute before 429. [default 20]")
+@click.option("--rate-limit", type=click.FloatRange(0), help="Requests a second per principal; 0 is off. [default 0]")
+@click.option("--regenerate-rate-limit", type=click.FloatRange(0),
+              help="Key regenerations a second per principal; 0 is off. [default 0]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""
@@ -72,3 +84,95 @@ def _settings(options: dict[str, object]) -> Settings:
         return Settings.from_env(None, **options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path),
+              help="The server's data dir, whose signing secret signs the token. [env TENANT_ACCESS_DATA_DIR]")
+@click.option("--role", type=click.Choice(["reader", "key-operator", "owner"]), default="owner", show_default=True)
+@click.option("--scope", default="/", show_default=True,
+              help="/, /subscriptions/ID, .../resourceGroups/RG or .../service/NAME")
+@click.option("--expires-in", type=click.IntRange(1, 366 * 24 * 3600), default=3600, show_default=True,
+              help="Lifetime in seconds.")
+@click.option("--subject", default="cli", show_default=True, help="The sub claim: who the token speaks for.")
+def token(data_dir: Path | None, role: str, scope: str, expires_in: int, subject: str) -> None:
+    """Print a bearer token for the server that uses DATA_DIR."""
+    from tenant_access.security.errors import KeyMaterialError
+    from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+
+    settings = _settings({"data_dir": data_dir})
+    try:
+        secret = load_or_create_signing_key(settings.data_dir, create=False)
+        click.echo(issue_token(secret, subject, role, scope, expires_in))
+    except (KeyMaterialError, ValueError) as exc:
+        raise click.UsageError(f"{exc} (start the server once with this --data-dir to create its signing secret)") \
+            from None
+
+
+@main.command()
+@click.option("--key", envvar="TENANT_ACCESS_SAS_KEY", help="The primary or secondary key. [env TENANT_ACCESS_SAS_KEY]")
+@click.option("--key-file", type=click.File("r"), help="Read the key from a file ('-' for standard input).")
+@click.option("--uid", default="integration", show_default=True, help="The configuration's principal id.")
+@click.option("--expires-in", type=click.IntRange(1), default=3600, show_default=True, help="Seconds from now.")
+@click.option("--expiry", type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"]),
+              help="An absolute UTC expiry instead of --expires-in.")
+@click.option("--short", is_flag=True, help="The portal's short form: uid&yyyyMMddHHmm&signature.")
+def sas(key: str | None, key_file: object, uid: str, expires_in: int, expiry: object, short: bool) -> None:
+    """Print an Authorization header value (SharedAccessSignature ...) signed with KEY, as the portal makes."""
+    import datetime as dt
+    from typing import TextIO, cast
+
+    from tenant_access.security import sas as sas_tokens
+
+    if key_file is not None:
+        key = cast("TextIO", key_file).read().strip()
+    if not key:
+        raise click.UsageError("give the key with --key, --key-file or TENANT_ACCESS_SAS_KEY")
+    when = (cast("dt.datetime", expiry).replace(tzinfo=dt.UTC) if expiry is not None
+            else dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in))
+    click.echo(sas_tokens.make_sas(uid, key, when, short=short))
+
+
+@main.group()
+def principals() -> None:
+    """Service principals that sign in at the token endpoint (client id + secret)."""
+
+
+@principals.command("create")
+@click.option("--role", type=click.Choice(["reader", "key-operator", "owner"]), required=True)
+@click.option("--scope", required=True, help="/, /subscriptions/ID, .../resourceGroups/RG or .../service/NAME")
+@click.option("--description", default="", help="Free text, shown in listings.")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--database-url")
+def principals_create(role: str, scope: str, description: str, **options: object) -> None:
+    """Create a service principal; its secret is printed once and stored only as a hash."""
+    import asyncio
+
+    from tenant_access.domain.keys import utcnow
+    from tenant_access.domain.principals import ServicePrincipal
+    from tenant_access.runtime import open_store_for
+    from tenant_access.security.authorization import normalize_scope
+    from tenant_access.security.service_principals import create_service_principal
+
+    try:
+        scope = normalize_scope(scope)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    settings = _settings(options)
+    created = create_service_principal()
+    record = ServicePrincipal(created.client_id, role, scope, description, utcnow(), created.secret_hash)
+    store = open_store_for(settings)
+
+    async def save() -> None:
+        await store.open()
+        try:
+            await store.add_principal(record)
+        finally:
+            await store.close()
+
+    asyncio.run(save())
+    click.echo(f"client id:     {created.client_id}")
+    click.echo(f"client secret: {created.secret.reveal()}")
+    click.echo(f"role:          {role}")
+    click.echo(f"scope:         {scope}")
+    click.echo("The secret is shown only now; store it safely.", err=True)

@@ -75,12 +75,32 @@ async def provision_demo(settings: Settings) -> bool:
         await store.close()
 
 
-def demo_commands(url: str, cacert: Path | None = None) -> str:
+DEMO_TOKEN_LIFETIME = 3600
+
+
+def demo_token(settings: Settings) -> str | None:
+    """A short-lived owner token for the demo's curl commands; none when authentication is off."""
+    if settings.auth == "none":
+        return None
+    from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+
+    return issue_token(load_or_create_signing_key(settings.data_dir), "demo", "owner", "/", DEMO_TOKEN_LIFETIME)
+
+
+def demo_commands(url: str, cacert: Path | None = None, token: str | None = None) -> str:
     curl = f"curl -s --cacert '{cacert}'" if cacert else "curl -s"
+    if token is not None:
+        curl += ' -H "Authorization: Bearer $TOKEN"'
     base = (f"{url}/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/{DEMO_RESOURCE_GROUP}"
             f"/providers/Microsoft.ApiManagement/service/{DEMO_SERVICE}")
     v = "api-version=2024-05-01"
+    intro = [] if token is None else [
+        f"An owner token, valid for {DEMO_TOKEN_LIFETIME // 60} minutes (make more with `tenant-access token`):",
+        f"  export TOKEN={token}",
+        "",
+    ]
     return "\n".join([
+        *intro,
         "Try it (the seed call first):",
         f"  {curl} -X POST '{base}/tenant/access/regenerateSecondaryKey?{v}'",
         f"  {curl} -X POST '{base}/tenant/access/listSecrets?{v}'",
@@ -121,6 +141,10 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
     from tenant_access.http.app import create_app
 
     ssl_files = tls_files(settings)
+    if settings.auth == "emulator":
+        log.warning("auth mode 'emulator': bearer token signatures are NOT checked; use only on a test rig")
+    elif settings.auth == "none":
+        log.warning("auth mode 'none': every request is served without authentication; use only on a test rig")
     sock = bind(settings.host, settings.port)
     listening = Listening(settings.host, sock.getsockname()[1], "https" if ssl_files else "http")
     if demo:
@@ -131,7 +155,8 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "
               f"store: {app.store.describe()})", flush=True)
         if demo:
-            print(demo_commands(listening.url, ssl_files[0] if ssl_files else None), flush=True)
+            print(demo_commands(listening.url, ssl_files[0] if ssl_files else None, demo_token(settings)),
+                  flush=True)
 
     app.on_started = announce
     config = uvicorn.Config(

@@ -191,8 +191,9 @@ def parse_access_create(body: Any, problems: Problems) -> dict[str, Any]:
     if props.get("principalId") is not None:
         principal = _string(props, "principalId", "body.properties.principalId", problems,
                             max_length=MAX_PRINCIPAL_ID_LENGTH)
-        if principal is not None and ("&" in principal or "\n" in principal or not principal.isprintable()):
-            problems.add("body.properties.principalId", "must be printable and contain no '&' or line breaks")
+        if principal is not None and (any(c in principal for c in "&=") or not principal.isprintable()
+                                      or any(c.isspace() for c in principal)):
+            problems.add("body.properties.principalId", "must be printable, without spaces, '&' or '='")
         elif principal is not None:
             out["principal_id"] = principal
     enabled = _optional_bool(props, "enabled", problems)

@@ -16,6 +16,7 @@ from types import ModuleType
 from tenant_access.config import Settings
 from tenant_access.domain import api_versions, rules
 from tenant_access.domain.audit import Actor, event
+from tenant_access.domain.models import ServiceRef
 from tenant_access.domain.errors import InternalError, NotFound, Problems, TenantAccessError, ValidationFailed
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import ROUTES
@@ -50,6 +51,9 @@ class App:
         from tenant_access.http import documents
 
         routes.extend(documents.routes(self))
+        from tenant_access.http import identity
+
+        routes.extend(identity.routes(self))
         self.routes: tuple[Route, ...] = tuple(routes)
         self.router = Router(self.routes)
         from tenant_access.http import auth
@@ -109,7 +113,7 @@ class App:
                 try:
                     principal = await self.auth.authenticate(request, route, params)
                 except TenantAccessError as exc:
-                    await self._record_refusal(UNAUTHENTICATED, request, route, exc)
+                    await self._record_refusal(UNAUTHENTICATED, request, route, params, exc)
                     raise
             version = self._check(route, request, params)
             actor = Actor(principal.sub, principal.role.value, principal.scope, principal.kind.value, request_id,
@@ -118,11 +122,11 @@ class App:
                 try:
                     self.auth.authorize(principal, route, request)
                 except TenantAccessError as exc:
-                    await self._record_refusal(actor, request, route, exc)
+                    await self._record_refusal(actor, request, route, params, exc)
                     raise
             ctx = Context(request, params, version, self.use_cases, actor, route.operation)
             outcome: Outcome = await route.handler(ctx)
-            response = self.wire.render(outcome, ctx)
+            response = outcome.value if outcome.kind == "raw" else self.wire.render(outcome, ctx)
             if version is not None and version.is_fallback:
                 response.header("x-served-api-version", version.served)
         except TenantAccessError as exc:
@@ -143,13 +147,19 @@ class App:
                 response.status, (time.perf_counter() - started) * 1000, request_id,
             )
 
-    async def _record_refusal(self, actor: Actor, request: Request, route: Route, exc: TenantAccessError) -> None:
-        """Refused requests are audited too; a failure to record one must not turn a 401 into a 500."""
+    async def _record_refusal(
+        self, actor: Actor, request: Request, route: Route, params: dict[str, str], exc: TenantAccessError
+    ) -> None:
+        """Refused requests are audited too (filed under the service they aimed at, so its owner sees
+        them); a failure to record one must not turn a 401 into a 500."""
         if actor is UNAUTHENTICATED:
             actor = Actor("unauthenticated", "-", "-", "-", request.request_id, request.client)
+        service = None
+        if "serviceName" in params:
+            service = ServiceRef(*(params[k][:100] for k in ("subscriptionId", "resourceGroupName", "serviceName")))
         try:
             await self.use_cases.record(event(actor, route.operation, request.path[:512], outcome="denied",
-                                              status=exc.status))
+                                              status=exc.status, service=service))
         except Exception:
             log.warning("could not record a refused request (request %s)", request.request_id)
 

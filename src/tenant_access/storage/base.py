@@ -13,6 +13,7 @@ from typing import Protocol
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery
 from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
+from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
 
 
@@ -51,6 +52,10 @@ class Store(Protocol):
         """Write one audit record durably (reads of secrets, refused requests)."""
 
     async def list_audit(self, query: AuditQuery) -> list[AuditEvent]: ...
+
+    async def add_principal(self, principal: ServicePrincipal) -> None: ...
+
+    async def get_principal(self, client_id: str) -> ServicePrincipal | None: ...
 
     async def list_access(self, ref: ServiceRef) -> list[AccessConfig] | None:
         """None when the service does not exist (an empty list cannot happen: there are always two)."""

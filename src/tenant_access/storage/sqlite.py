@@ -38,6 +38,7 @@ from tenant_access.domain.models import (
     Service,
     ServiceRef,
 )
+from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
@@ -301,6 +302,26 @@ class SqliteStore:
         sql, args = audit_sql(query)
         rows = self._read(lambda c: c.execute(sql, args).fetchall())
         return [_audit(r, query.service) for r in rows]
+
+    # -- service principals ------------------------------------------------------------------------
+
+    async def add_principal(self, principal: ServicePrincipal) -> None:
+        await self._write(lambda conn: conn.execute(
+            "INSERT INTO service_principals (client_id, secret_hash, role, scope, description, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (principal.client_id, principal.secret_hash, principal.role, principal.scope, principal.description,
+             ts(principal.created_at)),
+        ))
+
+    async def get_principal(self, client_id: str) -> ServicePrincipal | None:
+        row = self._read(lambda c: c.execute(
+            "SELECT client_id, role, scope, description, created_at, secret_hash, disabled_at "
+            "FROM service_principals WHERE client_id = ?", (client_id,),
+        ).fetchone())
+        if row is None:
+            return None
+        return ServicePrincipal(row[0], row[1], row[2], row[3], parse_ts(row[4]), row[5],
+                                parse_ts(row[6]) if row[6] else None)
 
     # -- access configurations -------------------------------------------------------------------
 
