@@ -46,6 +46,8 @@ def main() -> None:
 @click.option("--rate-limit", type=click.FloatRange(0), help="Requests a second per principal; 0 is off. [default 0]")
 @click.option("--regenerate-rate-limit", type=click.FloatRange(0),
               help="Key regenerations a second per principal; 0 is off. [default 0]")
+@click.option("--header-timeout", type=click.FloatRange(0.1),
+              help="Seconds a client may take to send request headers. [env TENANT_ACCESS_HEADER_TIMEOUT; default 10]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""

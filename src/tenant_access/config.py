@@ -39,6 +39,8 @@ class Settings:
         "help": "serve HTTPS; without tls_cert/tls_key a self-signed certificate is made in <data_dir>/tls"})
     tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain) to serve; implies tls"})
     tls_key: Path | None = field(default=None, metadata={"help": "PEM private key of tls_cert; implies tls"})
+    header_timeout: float = field(default=10.0, metadata={
+        "help": "seconds a client may take to send a request's headers before the connection is closed"})
     auth: str = field(default="strict", metadata={"help": "strict (default), emulator, or none"})
     token_keys: str | None = field(default=None, metadata={
         "help": "comma-separated PEM or JWKS (.json) files of extra token verification keys"})

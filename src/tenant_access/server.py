@@ -139,6 +139,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
     import uvicorn
 
     from tenant_access.http.app import create_app
+    from tenant_access.http.protocol import protocol_class
 
     ssl_files = tls_files(settings)
     if settings.auth == "emulator":
@@ -168,6 +169,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         server_header=False,
         timeout_graceful_shutdown=3,
         timeout_keep_alive=30,
+        http=protocol_class(settings.header_timeout),
         ssl_certfile=str(ssl_files[0]) if ssl_files else None,
         ssl_keyfile=str(ssl_files[1]) if ssl_files else None,
     )
