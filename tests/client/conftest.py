@@ -17,12 +17,12 @@ from typing import Any
 import anyio.from_thread
 import httpx
 import pytest
-from tests.conftest import SUBSCRIPTION
-from tests.serverproc import ServerProcess
 
 from tenant_access.client import AsyncClient, BearerToken, Client, ServiceRef
 from tenant_access.config import Settings
 from tenant_access.http.app import App, create_app
+from tests.conftest import SUBSCRIPTION
+from tests.serverproc import ServerProcess
 
 HAS_AZURE = importlib.util.find_spec("tenant_access.http.wire_azure") is not None
 _NO_AZURE = pytest.mark.skipif(not HAS_AZURE, reason="the Azure wire style is not in this tree yet")

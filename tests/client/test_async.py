@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.client.conftest import SERVICE_FIELDS, STYLES, bearer_for, inproc_async_client, new_service_ref
-from tests.serverproc import ServerProcess
 
 from tenant_access.client import AsyncClient, NotFound, PreconditionFailed, ValidationError
+from tests.client.conftest import SERVICE_FIELDS, STYLES, bearer_for, inproc_async_client, new_service_ref
+from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.anyio
 

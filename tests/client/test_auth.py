@@ -10,9 +10,9 @@ import hmac
 
 import httpx
 import pytest
-from tests.client.conftest import _has, new_service_ref
 
 from tenant_access.client import AsyncClient, BearerToken, Client, SharedAccessSignature, sas_expiry, sas_token
+from tests.client.conftest import _has, new_service_ref
 
 KEY = "pXeTVcmdbU9XxH6fPcPlq8Y9D9G3Cdo5Eh2nMSgKj/DWqeSFFXDdmpz5Trv+L2hQNM+nGa704Rf8Z22W9O1jdQ=="
 NOW = dt.datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=dt.UTC)

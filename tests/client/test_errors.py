@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.client.conftest import SERVICE_FIELDS, ClientFactory, new_service_ref
 
 import tenant_access.client as ta
 from tenant_access.client import (
@@ -28,6 +27,7 @@ from tenant_access.client import (
     UnexpectedResponse,
     ValidationError,
 )
+from tests.client.conftest import SERVICE_FIELDS, ClientFactory, new_service_ref
 
 
 def test_the_tree_is_as_documented() -> None:

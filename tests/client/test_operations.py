@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from tests.client.conftest import SERVICE_FIELDS, ClientFactory, new_service_ref
 
 from tenant_access.client import (
     AccessConfiguration,
@@ -16,6 +15,7 @@ from tenant_access.client import (
     ServiceRef,
     UnexpectedResponse,
 )
+from tests.client.conftest import SERVICE_FIELDS, ClientFactory, new_service_ref
 
 
 def test_the_style_is_detected_from_the_answers(client: Client, service: ServiceRef, style: str) -> None:

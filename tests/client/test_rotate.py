@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.client.conftest import SERVICE_FIELDS, STYLES, inproc_async_client, new_service_ref
 
 from tenant_access.client import Client, KeySlot, NewKey, Secrets, ServiceRef, rotate, rotate_async
+from tests.client.conftest import SERVICE_FIELDS, STYLES, inproc_async_client, new_service_ref
 
 
 @pytest.mark.parametrize("in_use", ["primary", "secondary"])

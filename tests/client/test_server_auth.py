@@ -4,7 +4,6 @@ access signature made by the client from keys the client read."""
 from __future__ import annotations
 
 import pytest
-from tests.client.conftest import ClientFactory, bearer_for, needs_server_auth, new_service_ref
 
 from tenant_access.client import (
     AuthenticationError,
@@ -14,6 +13,7 @@ from tenant_access.client import (
     ServiceRef,
     SharedAccessSignature,
 )
+from tests.client.conftest import ClientFactory, bearer_for, needs_server_auth, new_service_ref
 
 pytestmark = needs_server_auth
 

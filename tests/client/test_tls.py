@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.client.conftest import bearer_for, new_service_ref
-from tests.serverproc import ServerProcess
 
 from tenant_access.client import Client, NotFound, TransportError
+from tests.client.conftest import bearer_for, new_service_ref
+from tests.serverproc import ServerProcess
 
 
 @pytest.fixture(scope="module")
