@@ -82,12 +82,17 @@ class Authenticator:
                 raise InvalidCredential("no credential")
             if credential.scheme is Scheme.BEARER:
                 assert self.verifier is not None
-                return self.verifier.verify(credential.value)
-            return await self._sas(credential.value, params)
+                principal = self.verifier.verify(credential.value)
+            else:
+                principal = await self._sas(credential.value, params)
         except InvalidCredential as exc:
             self.failures.record_failure(request.client)
             log.info("authentication failed from %s: %s", request.client, exc.reason)
             raise Unauthenticated() from None
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request %s: %s principal %s, role %s, scope %s", request.request_id, principal.kind.value,
+                      principal.sub, principal.role.value, principal.scope)
+        return principal
 
     async def _sas(self, value: str, params: dict[str, str]) -> Principal:
         """A SAS is valid only for routes of its own service, while ``access`` is enabled, until

@@ -191,6 +191,8 @@ class SqliteStore:
                     conn.execute("RELEASE job")
                     outcomes.append((None, result))
             conn.execute("COMMIT")
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("committed %d write(s) in one transaction", len(batch))
         except sqlite3.Error as exc:
             log.error("write transaction failed: %s", type(exc).__name__ + ": " + str(exc))
             with contextlib.suppress(sqlite3.Error):
