@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -178,3 +179,48 @@ def principals_create(role: str, scope: str, description: str, **options: object
     click.echo(f"role:          {role}")
     click.echo(f"scope:         {scope}")
     click.echo("The secret is shown only now; store it safely.", err=True)
+
+
+@main.command("rotate-master-key")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--database-url")
+def rotate_master_key(**options: object) -> None:
+    """Make a new master key and re-encrypt every stored key under it, while servers keep running.
+
+    The old key is kept as master.key.previous (decrypt-only) so that nothing becomes unreadable;
+    running servers notice the new key file within a second.
+    """
+    import asyncio
+
+    from tenant_access.runtime import begin_master_key_rotation, open_store_for
+
+    settings = _settings(options)
+    if settings.master_key:
+        # Keys from the environment: the operator put the new key in TENANT_ACCESS_MASTER_KEY and the
+        # old one in TENANT_ACCESS_PREVIOUS_MASTER_KEY (servers restarted with both); re-encrypt only.
+        if not settings.previous_master_key:
+            raise click.UsageError("with TENANT_ACCESS_MASTER_KEY set, put the new key there and the old one in "
+                                   "TENANT_ACCESS_PREVIOUS_MASTER_KEY, then run this again")
+    else:
+        old_id, new_id = begin_master_key_rotation(settings.data_dir)
+        click.echo(f"new master key {new_id} (previous {old_id} kept for decryption in master.key.previous)")
+    store = open_store_for(settings)
+
+    async def run() -> int:
+        await store.open()
+        try:
+            err = sys.stderr
+
+            def progress(done: int, total: int) -> None:
+                err.write(f"\rre-encrypting keys: {done}/{total}")
+                err.flush()
+
+            try:
+                return await store.reencrypt(progress)
+            finally:
+                err.write("\n")
+        finally:
+            await store.close()
+
+    rewritten = asyncio.run(run())
+    click.echo(f"re-encrypted {rewritten} stored key(s) under the current master key")

@@ -35,6 +35,8 @@ class Settings:
     max_body_bytes: int = field(default=64 * 1024, metadata={"help": "largest accepted request body"})
     master_key: str | None = field(default=None, repr=False,
                                    metadata={"help": "base64 of 32 bytes; default: master.key in the data dir"})
+    previous_master_key: str | None = field(default=None, repr=False, metadata={
+        "help": "the master key before the last rotation (decrypt-only), with master_key from the environment"})
     tls: bool = field(default=False, metadata={
         "help": "serve HTTPS; without tls_cert/tls_key a self-signed certificate is made in <data_dir>/tls"})
     tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain) to serve; implies tls"})

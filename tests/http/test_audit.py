@@ -42,7 +42,8 @@ def test_secret_reads_and_changes_are_recorded(http: httpx.Client, service: str)
 def test_concurrent_rotations_have_exactly_one_record_each(http: httpx.Client, service: str) -> None:
     url = f"{http.base_url}{service}/tenant/access/regeneratePrimaryKey?{API}"
     with ThreadPoolExecutor(12) as pool:
-        ids = list(pool.map(lambda _: httpx.post(url, timeout=20, headers=http.headers).json()["data"]["id"], range(24)))
+        ids = list(pool.map(lambda _: httpx.post(url, timeout=20, headers=http.headers).json()["data"]["id"],
+                            range(24)))
     records = _audit(http, service, operation="access.regenerate_primary_key")
     assert len(records) == 24
     assert sorted(r["new_version_id"] for r in records) == sorted(ids)  # type: ignore[type-var]

@@ -33,7 +33,7 @@ def test_keys_appear_nowhere_but_list_secrets(tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, headers=server.auth()) as http:
             def call(method: str, url: str, **kwargs: object) -> httpx.Response:
                 response = http.request(method, url, **kwargs)  # type: ignore[arg-type]
-                if not url.split("?")[0].endswith("/listSecrets"):
+                if not url.split("?", maxsplit=1)[0].endswith("/listSecrets"):
                     bodies.append(response.content + str(response.headers).encode())
                 return response
 
@@ -42,7 +42,8 @@ def test_keys_appear_nowhere_but_list_secrets(tmp_path: Path) -> None:
                            json={"properties": {"primaryKey": primary, "secondaryKey": secondary, "enabled": True}})
             assert planted.status_code == 200
             # Error paths that carry the key in the request: bad bodies, stale tags, bad credentials.
-            call("PUT", f"{access}?{API}", headers={"If-Match": '"stale"'}, json={"properties": {"primaryKey": primary}})
+            call("PUT", f"{access}?{API}", headers={"If-Match": '"stale"'},
+                 json={"properties": {"primaryKey": primary}})
             call("PATCH", f"{access}?{API}", headers={"If-Match": "*"}, json={"properties": {"primaryKey": primary}})
             call("PUT", f"{access}?{API}", headers={"If-Match": "*"}, content=b'{"properties": {"primaryKey": "'
                  + primary.encode() + b'"')

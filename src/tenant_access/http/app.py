@@ -16,8 +16,8 @@ from types import ModuleType
 from tenant_access.config import Settings
 from tenant_access.domain import api_versions, rules
 from tenant_access.domain.audit import Actor, event
-from tenant_access.domain.models import ServiceRef
 from tenant_access.domain.errors import InternalError, NotFound, Problems, TenantAccessError, ValidationFailed
+from tenant_access.domain.models import ServiceRef
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import ROUTES
 from tenant_access.http.request import Receive, Request, Scope, Send

@@ -114,7 +114,7 @@ class Authenticator:
         return Principal.for_sas(token.uid, ref.resource_id)
 
     def authorize(self, principal: Principal, route: Route, request: Request) -> None:
-        if not authorize(principal, route.operation, request.path):
+        if not authorize(principal, route.operation, request.segments):
             raise forbidden(principal, route.operation)
         if self.requests.enabled or self.regenerations.enabled:
             self._throttle(principal, route)

@@ -29,7 +29,9 @@ def routes(app: App) -> list[Route]:
         return Outcome("document", {"status": "ready"})
 
     return [
-        Route("meta.openapi", "GET", "/openapi.json", openapi, "This API's OpenAPI document", versioned=False, public=True),
-        Route("meta.healthz", "GET", "/healthz", healthz, "Liveness: the process answers", versioned=False, public=True),
+        Route("meta.openapi", "GET", "/openapi.json", openapi, "This API's OpenAPI document",
+              versioned=False, public=True),
+        Route("meta.healthz", "GET", "/healthz", healthz, "Liveness: the process answers",
+              versioned=False, public=True),
         Route("meta.readyz", "GET", "/readyz", readyz, "Readiness: the store answers", versioned=False, public=True),
     ]

@@ -25,6 +25,10 @@ class Cipher(Protocol):
 
     def decrypt(self, token: str, aad: bytes) -> bytes: ...
 
+    def needs_reencryption(self, token: str) -> bool:
+        """Whether ``token`` is under a master key other than the current one."""
+        ...
+
 
 class Store(Protocol):
     def describe(self) -> str:
@@ -54,6 +58,12 @@ class Store(Protocol):
     async def list_audit(self, query: AuditQuery) -> list[AuditEvent]: ...
 
     async def add_principal(self, principal: ServicePrincipal) -> None: ...
+
+    async def reencrypt(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Re-encrypt every stored key (and the check value) under the current master key, a batch
+        per transaction so the server keeps answering; ``progress(done, total)``. Answers how many
+        values were rewritten."""
+        ...
 
     async def get_principal(self, client_id: str) -> ServicePrincipal | None: ...
 

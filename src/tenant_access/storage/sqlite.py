@@ -305,6 +305,43 @@ class SqliteStore:
         rows = self._read(lambda c: c.execute(sql, args).fetchall())
         return [_audit(r, query.service) for r in rows]
 
+    # -- master key rotation ----------------------------------------------------------------------
+
+    async def reencrypt(self, progress: Callable[[int, int], None] | None = None) -> int:
+        total = self._read(lambda c: c.execute("SELECT count(*) FROM key_versions WHERE secret IS NOT NULL")
+                           .fetchone()[0])
+        cipher, done, rewritten, last = self.cipher, 0, 0, ""
+
+        def batch(conn: sqlite3.Connection) -> tuple[str | None, int, int]:
+            rows = conn.execute(
+                "SELECT id, service_id, access_name, slot, secret FROM key_versions "
+                "WHERE secret IS NOT NULL AND id > ? ORDER BY id LIMIT 200", (last,),
+            ).fetchall()
+            changed = 0
+            for version_id, service_id, access_name, slot, token in rows:
+                if cipher.needs_reencryption(token):
+                    aad = _aad(service_id, AccessName(access_name), KeySlot(slot), version_id)
+                    conn.execute("UPDATE key_versions SET secret = ? WHERE id = ?",
+                                 (cipher.encrypt(cipher.decrypt(token, aad), aad), version_id))
+                    changed += 1
+            return (rows[-1][0] if rows else None), len(rows), changed
+
+        while True:
+            cursor, seen, changed = await self._write(batch)
+            done, rewritten = done + seen, rewritten + changed
+            if progress is not None:
+                progress(done, max(total, done))
+            if cursor is None:
+                break
+            last = cursor
+
+        def check(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE store_meta SET value = ? WHERE name = 'master_key_check'",
+                         (cipher.encrypt(_CHECK_PLAINTEXT, _CHECK_AAD),))
+
+        await self._write(check)
+        return rewritten
+
     # -- service principals ------------------------------------------------------------------------
 
     async def add_principal(self, principal: ServicePrincipal) -> None:
