@@ -110,6 +110,12 @@ def check_pair(cert: Path, key: Path) -> None:
             raise ValueError(f"TLS {label} file not found: {path}")
         if not os.access(path, os.R_OK):
             raise ValueError(f"TLS {label} file is not readable: {path}")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ValueError(f"the TLS certificate {cert} and key {key} do not load together: {exc.reason}") from None
 
 
 def _usable(cert_path: Path, key_path: Path, now: _dt.datetime) -> bool:
