@@ -24,7 +24,8 @@ class Response:
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
         if self.body and self.content_type:
             raw.append((b"content-type", self.content_type.encode("latin-1")))
-        raw.append((b"content-length", b"0" if head and not self.body else str(len(self.body)).encode()))
+        if self.status not in (204, 304):  # RFC 9110: these never carry Content-Length
+            raw.append((b"content-length", b"0" if head and not self.body else str(len(self.body)).encode()))
         await send({"type": "http.response.start", "status": self.status, "headers": raw})
         await send({"type": "http.response.body", "body": b"" if head else self.body})
 
