@@ -1,0 +1,347 @@
+"""The benchmark harness: real server, external load generator, figures beside measured limits.
+
+Run ``python -m benchmarks.run --help``. See benchmarks/README.md for what is measured and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SUB = "00000000-0000-0000-0000-000000000000"
+RG = "bench-rg"
+API = "api-version=2024-05-01"
+BODY = {"location": "westeurope", "sku": {"name": "Developer", "capacity": 1},
+        "properties": {"publisherEmail": "bench@example.com", "publisherName": "Bench"}}
+
+
+def service_path(name: str) -> str:
+    return f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ApiManagement/service/{name}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _pin(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 else []
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    database_url: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    started_in: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        self.port = _free_port()
+        cmd = [*_pin(0), sys.executable, "-m", "tenant_access", "serve", "--port", str(self.port),
+               "--data-dir", str(self.data_dir), "--log-level", "warning"]
+        if self.database_url:
+            cmd += ["--database-url", self.database_url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TENANT_ACCESS_")}
+        began = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:  # noqa: S310
+                    response.read()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.perf_counter() - began > 30:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.002)
+        self.started_in = time.perf_counter() - began
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def token(self) -> str:
+        from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+
+        return issue_token(load_or_create_signing_key(self.data_dir, create=False), "bench", "owner", "/", 86400)
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token()}", "content-type": "application/json", **(headers or {})})
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s)$", text)
+    if not match:
+        return float("nan")
+    return float(match[1]) * _UNIT[match[2]]
+
+
+def wrk(url: str, *, connections: int, seconds: float, script: str) -> WrkResult:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+        path = handle.name
+    try:
+        out = subprocess.run(
+            [*_pin(1), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", path, url],
+            capture_output=True, text=True, check=True, timeout=seconds + 60,
+        ).stdout
+    finally:
+        os.unlink(path)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx[1])
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    return WrkResult(rps, p50, p99, errors, requests)
+
+
+def lua(requests: list[tuple[str, str, dict[str, str]]]) -> str:
+    """A wrk script that sends the given (method, path, headers) requests, picked at random."""
+    lines = ["local reqs = {}"]
+    for i, (method, path, headers) in enumerate(requests, 1):
+        hdrs = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
+        lines.append(f'reqs[{i}] = wrk.format("{method}", "{path}", {{ {hdrs} }}, nil)')
+    lines += [f"local n = {len(requests)}", "request = function() return reqs[math.random(n)] end"]
+    return "\n".join(lines) + "\n"
+
+
+async def _storage_ceiling(data_dir: Path, database_url: str | None, seconds: float, concurrency: int = 8) -> float:
+    """Rotations per second of the regeneration use case straight against the store."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from tenant_access.config import Settings
+    from tenant_access.domain.audit import Actor
+    from tenant_access.domain.models import AccessName, KeySlot, ServiceRef, ServiceSpec
+    from tenant_access.runtime import open_store_for
+    from tenant_access.service import TenantAccess
+
+    store = open_store_for(Settings(data_dir=data_dir, database_url=database_url))
+    await store.open()
+    try:
+        app = TenantAccess(store)
+        actor = Actor("bench", "owner", "/", "bearer", "bench", "127.0.0.1")
+        ref = ServiceRef(SUB, RG, "ceiling")
+        await app.put_service(actor, ref, ServiceSpec("westeurope", "Developer", 1, "b@example.com", "B"))
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await app.regenerate_key(actor, "access.regenerate_secondary_key", ref, AccessName.ACCESS,
+                                         KeySlot.SECONDARY)
+                done += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - began)
+    finally:
+        await store.close()
+
+
+async def _seed_services(data_dir: Path, database_url: str | None, count: int) -> None:
+    from tenant_access.config import Settings
+    from tenant_access.domain.audit import Actor
+    from tenant_access.domain.models import ServiceRef, ServiceSpec
+    from tenant_access.runtime import open_store_for
+    from tenant_access.service import TenantAccess
+
+    store = open_store_for(Settings(data_dir=data_dir, database_url=database_url))
+    await store.open()
+    try:
+        app = TenantAccess(store)
+        actor = Actor("bench", "owner", "/", "bearer", "seed", "127.0.0.1")
+        spec = ServiceSpec("westeurope", "Developer", 1, "b@example.com", "B")
+        for start in range(0, count, 500):
+            await asyncio.gather(*(app.put_service(actor, ServiceRef(SUB, RG, f"filler{i}"), spec)
+                                   for i in range(start, min(count, start + 500))))
+    finally:
+        await store.close()
+
+
+def run_backend(name: str, database_url: str | None, args: argparse.Namespace, services: int) -> dict[str, Any]:
+    seconds = args.seconds
+    with tempfile.TemporaryDirectory(prefix="tenant-access-bench-") as tmp:
+        data = Path(tmp)
+        if services > 1:
+            began = time.perf_counter()
+            asyncio.run(_seed_services(data, database_url, services - 1))
+            print(f"  seeded {services - 1} services in {time.perf_counter() - began:.1f}s", file=sys.stderr)
+        ceiling_dir = data / "ceiling"
+        storage_ceiling = asyncio.run(_storage_ceiling(ceiling_dir, database_url, seconds))
+        server = Server(data, database_url).start()
+        try:
+            result: dict[str, Any] = {"backend": name, "services": services, "start_s": server.started_in}
+            path = service_path("bench")
+            began = time.perf_counter()
+            server.call("PUT", f"{path}?{API}", BODY)
+            result["first_call_ms"] = (time.perf_counter() - began) * 1000
+            time.sleep(1)
+            result["idle_rss_mib"] = _rss_kib(server.proc.pid) / 1024  # type: ignore[union-attr]
+            server.call("PATCH", f"{path}/tenant/access?{API}", {"properties": {"enabled": True}}, {"If-Match": "*"})
+            keys = server.call("POST", f"{path}/tenant/access/listSecrets?{API}")["data"]
+            from tenant_access.security.sas import make_sas
+
+            sas = make_sas("integration", keys["primary_key"], dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+            bearer = {"Authorization": f"Bearer {server.token()}"}
+            json_ct = {"content-type": "application/json"}
+            workloads = {
+                "http_ceiling": [("GET", "/healthz", {})],
+                "regenerate_secondary": [("POST", f"{path}/tenant/access/regenerateSecondaryKey?{API}", bearer)],
+                "get_access": [("GET", f"{path}/tenant/access?{API}", bearer)],
+                "list_secrets": [("POST", f"{path}/tenant/access/listSecrets?{API}", bearer)],
+                "sas_get": [("GET", f"{path}/tenant/gitAccess?{API}", {"Authorization": sas})],
+                "mixed": [("GET", f"{path}/tenant/gitAccess?{API}", bearer)] * 5
+                + [("GET", f"{path}/tenant/gitAccess?{API}", {"Authorization": sas})] * 2
+                + [("POST", f"{path}/tenant/gitAccess/listSecrets?{API}", bearer)]
+                + [("POST", f"{path}/tenant/gitAccess/regenerateSecondaryKey?{API}", {**bearer, **json_ct})] * 2,
+            }
+            figures: dict[str, Any] = {}
+            for label, requests in workloads.items():
+                for connections in (1, 8):
+                    res = wrk(server.url, connections=connections, seconds=seconds, script=lua(requests))
+                    figures[f"{label}@{connections}"] = res.__dict__
+            result["workloads"] = figures
+            # Growth after 10,000 regenerations (the SAS one rotates gitAccess, not the signing key).
+            rss_before = _rss_kib(server.proc.pid)  # type: ignore[union-attr]
+            script = lua([("POST", f"{path}/tenant/gitAccess/regeneratePrimaryKey?{API}", bearer)])
+            script = script.replace("request = function()",
+                                    "local sent = 0\nrequest = function()\n  sent = sent + 1")
+            res = wrk(server.url, connections=8, seconds=max(2.0, 10_000 / max(storage_ceiling, 1) * 1.3),
+                      script=script)
+            time.sleep(1)
+            rss_after = _rss_kib(server.proc.pid)  # type: ignore[union-attr]
+            result["regenerations_for_rss"] = res.requests
+            result["rss_after_regenerations_mib"] = rss_after / 1024
+            result["rss_growth_pct"] = (rss_after - rss_before) / rss_before * 100
+            result["storage_ceiling_rps"] = storage_ceiling
+            return result
+        finally:
+            server.stop()
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in results:
+        ceiling_http = r["workloads"]["http_ceiling@8"]["rps"]
+        ceiling_store = r["storage_ceiling_rps"]
+        lines.append(f"\n== {r['backend']}, {r['services']} service(s)")
+        lines.append(f"start to first answer {r['start_s'] * 1000:.0f} ms; first call {r['first_call_ms']:.1f} ms; "
+                     f"idle RSS {r['idle_rss_mib']:.1f} MiB; after {r['regenerations_for_rss']} regenerations "
+                     f"{r['rss_after_regenerations_mib']:.1f} MiB ({r['rss_growth_pct']:+.1f} %)")
+        lines.append(f"HTTP ceiling {ceiling_http:,.0f} req/s; storage ceiling {ceiling_store:,.0f} rotations/s")
+        lines.append(f"{'workload':<24}{'conn':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+                     f"{'×HTTP':>8}{'×store':>8}")
+        for key, fig in r["workloads"].items():
+            label, conn = key.split("@")
+            ratio_store = f"{fig['rps'] / ceiling_store:.2f}" if "regenerate" in label else ""
+            lines.append(f"{label:<24}{conn:>5}{fig['rps']:>10,.0f}{fig['p50_ms']:>9.2f}{fig['p99_ms']:>9.2f}"
+                         f"{fig['errors']:>8}{fig['rps'] / ceiling_http:>8.2f}{ratio_store:>8}")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _postgres(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    import pgserver  # type: ignore[import-not-found]
+
+    with tempfile.TemporaryDirectory(prefix="tenant-access-bench-pg-") as tmp:
+        pg = pgserver.get_server(tmp, cleanup_mode="stop")
+        try:
+            yield pg.get_uri()
+        finally:
+            pg.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each wrk run")
+    parser.add_argument("--quick", action="store_true", help="2-second runs, no scale run")
+    parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
+    parser.add_argument("--postgres-url", help="an existing PostgreSQL; default a pgserver in a temp dir")
+    parser.add_argument("--scale", type=int, default=100_000, help="services in the store for the scale run")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds = 2.0
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    results = [run_backend("sqlite", None, args, 1)]
+    if not args.quick:
+        results.append(run_backend("sqlite", None, args, 10))
+        results.append(run_backend("sqlite", None, args, args.scale))
+    if args.postgres:
+        with _postgres(args.postgres_url) as url:
+            results.append(run_backend("postgres", url, args, 1))
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+               "processor": platform.processor() or platform.machine()}
+    text = report(results)
+    print(f"machine: {machine}")
+    print(text)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    (out / f"{stamp}.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(f"\nwritten: benchmarks/results/{stamp}.json")
+
+
+if __name__ == "__main__":
+    main()
