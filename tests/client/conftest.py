@@ -7,7 +7,6 @@ through :class:`PortalTransport`, which runs the app on an event loop in a helpe
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,16 +23,8 @@ from tenant_access.http.app import App, create_app
 from tests.conftest import SUBSCRIPTION
 from tests.serverproc import ServerProcess
 
-HAS_AZURE = importlib.util.find_spec("tenant_access.http.wire_azure") is not None
-_NO_AZURE = pytest.mark.skipif(not HAS_AZURE, reason="the Azure wire style is not in this tree yet")
-
-
-def _marks(style: str) -> list[pytest.MarkDecorator]:
-    return [] if style == "seed" else [_NO_AZURE]
-
-
-STYLES = [pytest.param(style, marks=_marks(style), id=style) for style in ("seed", "azure")]
-BACKENDS = [pytest.param((where, style), marks=_marks(style), id=f"{where}-{style}")
+STYLES = [pytest.param(style, id=style) for style in ("seed", "azure")]
+BACKENDS = [pytest.param((where, style), id=f"{where}-{style}")
             for where in ("inproc", "live") for style in ("seed", "azure")]
 SERVICE_FIELDS: dict[str, Any] = {
     "location": "West Europe", "publisher_email": "ops@example.com", "publisher_name": "Ops",
@@ -69,23 +60,8 @@ def make_app(data_dir: Path, style: str) -> App:
     return create_app(Settings(data_dir=data_dir, api_style=style))
 
 
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package is missing too
-        return False
-
-
-#: Whether this tree's server checks credentials (the security work); the tests follow either way.
-SERVER_AUTH = _has("tenant_access.http.auth")
-needs_server_auth = pytest.mark.skipif(not SERVER_AUTH, reason="this tree's server does not check credentials")
-
-
-def bearer_for(data_dir: Path, role: str = "owner", scope: str = "/") -> BearerToken | None:
-    """A token signed with the server's own signing key (as ``tenant-access token`` issues), or
-    ``None`` when the server has no authentication to satisfy."""
-    if not SERVER_AUTH:
-        return None
+def bearer_for(data_dir: Path, role: str = "owner", scope: str = "/") -> BearerToken:
+    """A token signed with the server's own signing key, as ``tenant-access token`` issues it."""
     from tenant_access.security.tokens import issue_token, load_or_create_signing_key
 
     data_dir.mkdir(parents=True, exist_ok=True)
