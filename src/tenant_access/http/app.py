@@ -27,6 +27,7 @@ from tenant_access.service import TenantAccess
 from tenant_access.storage.base import Store
 
 log = logging.getLogger("tenant_access.http")
+ANONYMOUS = Principal.anonymous()
 UNAUTHENTICATED = Actor("unauthenticated", "-", "-", "-", "-", "-")
 access_log = logging.getLogger("tenant_access.access")
 
@@ -108,7 +109,7 @@ class App:
             request = Request(scope, receive, request_id, self.settings.max_body_bytes)
             route, params = self.router.resolve(request.method, request.segments)
             operation = route.operation
-            principal = Principal.anonymous()
+            principal = ANONYMOUS
             if not route.public:
                 try:
                     principal = await self.auth.authenticate(request, route, params)

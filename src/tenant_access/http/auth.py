@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenant_access.config import Settings
@@ -35,6 +37,8 @@ from tenant_access.storage.base import Store
 
 log = logging.getLogger("tenant_access.auth")
 
+#: How many verified bearer tokens are remembered (a few hundred bytes each).
+VERIFIED_TOKENS = 4096
 UNAUTHORIZED_MESSAGE = (
     "Authentication failed. Send 'Authorization: Bearer <token>' or "
     "'Authorization: SharedAccessSignature uid=...&ex=...&sn=...'."
@@ -66,12 +70,17 @@ class Authenticator:
     failures: FailureLimiter
     requests: RateLimiter
     regenerations: RateLimiter
+    _verified: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    #: Told of every refused or throttled credential (the Authorization header, the reason), for metrics.
+    on_failure: Callable[[str | None, str], None] | None = None
 
     async def authenticate(self, request: Request, route: Route, params: dict[str, str]) -> Principal:
         if self.mode == "none":
             return Principal.anonymous()
         decision = self.failures.check(request.client)
         if not decision.allowed:
+            if self.on_failure is not None:
+                self.on_failure(request.headers.get("authorization"), "throttled")
             raise TooManyRequests(
                 "Too many failed authentication attempts from this address; retry later.",
                 retry_after=decision.retry_after,
@@ -81,17 +90,33 @@ class Authenticator:
             if credential is None:
                 raise InvalidCredential("no credential")
             if credential.scheme is Scheme.BEARER:
-                assert self.verifier is not None
-                principal = self.verifier.verify(credential.value)
+                principal = self._bearer(credential.value)
             else:
                 principal = await self._sas(credential.value, params)
         except InvalidCredential as exc:
             self.failures.record_failure(request.client)
             log.info("authentication failed from %s: %s", request.client, exc.reason)
+            if self.on_failure is not None:
+                self.on_failure(request.headers.get("authorization"), exc.reason)
             raise Unauthenticated() from None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request %s: %s principal %s, role %s, scope %s", request.request_id, principal.kind.value,
                       principal.sub, principal.role.value, principal.scope)
+        return principal
+
+    def _bearer(self, token: str) -> Principal:
+        """Verified tokens are remembered until they expire: a signature check costs more than the
+        rest of a read, and a token's verdict cannot change before its ``exp`` (keys are fixed for
+        the life of the process). Only successes are remembered, and only a bounded number."""
+        cached = self._verified.get(token)
+        now = time.time()
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        assert self.verifier is not None
+        principal, expires = self.verifier.verify_until(token, now=now)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = (principal, expires)
         return principal
 
     async def _sas(self, value: str, params: dict[str, str]) -> Principal:
@@ -101,7 +126,8 @@ class Authenticator:
         if "serviceName" not in params:
             raise InvalidCredential("sas: this route is not a service's")
         ref = ServiceRef(params["subscriptionId"], params["resourceGroupName"], params["serviceName"])
-        secrets = await self.store.get_secrets(ref, AccessName.ACCESS)
+        # Cached: the store drops an entry as soon as it learns of a change (see Store.get_secrets_cached).
+        secrets = await self.store.get_secrets_cached(ref, AccessName.ACCESS)
         if secrets is None or not secrets.config.enabled:
             raise InvalidCredential("sas: no enabled access configuration")
         if token.uid != secrets.config.principal_id:

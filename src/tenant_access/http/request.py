@@ -35,7 +35,11 @@ class Request:
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         self.raw_path: bytes = raw.split(b"?", 1)[0]
         # Split before decoding: an encoded slash stays inside its segment (and then fails its rule).
-        self.segments: list[str] = [unquote_to_bytes(part).decode("utf-8") for part in self.raw_path.split(b"/")[1:]]
+        parts = self.raw_path.split(b"/")[1:]
+        if b"%" in self.raw_path:
+            self.segments: list[str] = [unquote_to_bytes(part).decode("utf-8") for part in parts]
+        else:
+            self.segments = [part.decode("utf-8") for part in parts]
         self.headers: dict[str, str] = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())
         }

@@ -176,13 +176,18 @@ class TokenVerifier:
 
     def verify(self, token: str, *, now: float | None = None) -> Principal:
         """The principal ``token`` speaks for, or :class:`InvalidCredential` whatever went wrong."""
+        return self.verify_until(token, now=now)[0]
+
+    def verify_until(self, token: str, *, now: float | None = None) -> tuple[Principal, float]:
+        """:meth:`verify`, and the time (``exp``) until which the answer holds, so a caller may
+        cache it: nothing else about a verified token can change before then."""
         moment = time.time() if now is None else now
         try:
             header, claims = _decode_unverified(token)
             if not self.emulate:
                 self._check_signature(token, header)
             self._check_claims(claims, moment)
-            return self._principal(claims)
+            return self._principal(claims), float(claims["exp"])
         except InvalidCredential:
             raise
         except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
