@@ -7,6 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import backends
+from tests.backends import DbServer
+from tests.pg import Cluster
 from tests.serverproc import ServerProcess
 
 API = "api-version=2024-05-01"
@@ -30,20 +33,45 @@ def access_path(name: str, access: str = "access", rg: str = "rg1") -> str:
     return f"{service_path(name, rg)}/tenant/{access}"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a server from these fixtures runs once per storage backend."""
+    if "db_backend" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", backends.NAMES, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def seed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The PostgreSQL the tests use: ``TEST_DATABASE_URL``, or a private server started from pgserver."""
+    cluster = Cluster.from_env() or Cluster.private(tmp_path_factory.mktemp("pg"))
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def db_backend(request: pytest.FixtureRequest) -> Iterator[backends.Backend]:
+    """The storage backend of this test (sqlite or postgres); SQLite where a test did not ask for both."""
+    name: str = getattr(request, "param", "sqlite")
+    made = backends.Backend(name, request.getfixturevalue("pg_cluster") if name == "postgres" else None)
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="session")
+def seed_server(db_backend: backends.Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbServer]:
     """One seed-format server for the many read-only and independent tests of a session."""
-    server = ServerProcess(tmp_path_factory.mktemp("seed-server")).start()
+    data_dir = tmp_path_factory.mktemp(f"seed-server-{db_backend.name}")
+    server = db_backend.server(data_dir).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A server of its own, for tests that restart or kill it."""
-    server = ServerProcess(tmp_path / "data").start()
+def fresh_server(db_backend: backends.Backend, tmp_path: Path) -> Iterator[DbServer]:
+    """A server of its own, on a database of its own, for tests that restart or kill it."""
+    server = db_backend.server(tmp_path / "data").start()
     yield server
     server.stop()
+    server.database.drop()
 
 
 @pytest.fixture

@@ -22,8 +22,13 @@ def main() -> None:
 @click.option("--port", type=int, help="TCP port, 0 for any free one. [env TENANT_ACCESS_PORT; default 8700]")
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="Where the store lives. [env TENANT_ACCESS_DATA_DIR; default ~/.local/share/tenant-access]")
-@click.option("--database-url", help="Database URL; default the SQLite file in the data dir. "
-              "[env TENANT_ACCESS_DATABASE_URL]")
+@click.option("--database-url", help="Database URL: sqlite:///FILE or postgresql://USER@HOST/DB; default the "
+              "SQLite file in the data dir. [env TENANT_ACCESS_DATABASE_URL]")
+@click.option("--migrate/--no-migrate", default=None,
+              help="Apply pending schema migrations at start (default), or refuse to start on an older schema. "
+              "[env TENANT_ACCESS_MIGRATE]")
+@click.option("--database-pool-size", type=click.IntRange(1),
+              help="PostgreSQL connections per process. [env TENANT_ACCESS_DATABASE_POOL_SIZE; default 10]")
 @click.option("--api-style", type=click.Choice(API_STYLES),
               help="Wire format. [env TENANT_ACCESS_API_STYLE; default seed]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -71,7 +76,7 @@ def db_upgrade(**options: object) -> None:
 
     from tenant_access.runtime import open_store_for
 
-    settings = _settings(options)
+    settings = _settings({**options, "migrate": True})  # whatever TENANT_ACCESS_MIGRATE says: this is the upgrade
     store = open_store_for(settings)
 
     async def upgrade() -> None:

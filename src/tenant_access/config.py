@@ -28,8 +28,12 @@ class Settings:
     port: int = field(default=8700, metadata={"help": "TCP port; 0 picks a free one and prints it"})
     data_dir: Path = field(default_factory=default_data_dir,
                            metadata={"help": "where the SQLite file (and later keys, certificates) live"})
-    database_url: str | None = field(default=None,
-                                     metadata={"help": "database URL; default: SQLite file in the data dir"})
+    database_url: str | None = field(default=None, metadata={
+        "help": "database URL (sqlite:///file or postgresql://...); default: SQLite file in the data dir"})
+    migrate: bool = field(default=True, metadata={
+        "help": "apply pending schema migrations at start; false: refuse to start on an older schema"})
+    database_pool_size: int = field(default=10, metadata={
+        "help": "PostgreSQL connections per server process, besides the one listening for changes"})
     api_style: str = field(default="seed", metadata={"help": "wire format: seed (default) or azure"})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     max_body_bytes: int = field(default=64 * 1024, metadata={"help": "largest accepted request body"})

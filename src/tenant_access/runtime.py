@@ -100,7 +100,8 @@ def open_store_for(settings: Settings) -> Store:
     the store refuse to open.
     """
     keyring = FileKeyring(settings.data_dir, settings.master_key, settings.previous_master_key)
-    return open_store(settings.database_url, settings.data_dir, keyring)
+    return open_store(settings.database_url, settings.data_dir, keyring, migrate=settings.migrate,
+                      pool_size=settings.database_pool_size)
 
 
 def write_key_file(path: Path, key: bytes) -> None:

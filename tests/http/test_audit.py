@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from tests.backends import DbServer
 from tests.conftest import API, SERVICE_BODY, service_path
-from tests.serverproc import ServerProcess
 
 
 def _audit(http: httpx.Client, service: str, **params: str) -> list[dict[str, object]]:
@@ -63,23 +62,19 @@ def test_time_filters_and_paging(http: httpx.Client, service: str) -> None:
     assert bad.json()["error"]["details"][0]["field"] == "query.since"
 
 
-def test_a_failed_audit_write_leaves_the_key_unchanged(fresh_server: ServerProcess) -> None:
+def test_a_failed_audit_write_leaves_the_key_unchanged(fresh_server: DbServer) -> None:
     path = service_path("audit-fault")
     with httpx.Client(base_url=fresh_server.url, headers=fresh_server.auth()) as http:
         assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
         before = http.post(f"{path}/tenant/access/listSecrets?{API}").json()["data"]
         # A real fault in the real database: the audit table refuses every insert.
-        db = sqlite3.connect(fresh_server.data_dir / "tenant-access.db")
-        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'no'); END")
-        db.commit()
+        fresh_server.database.refuse_inserts("audit_events")
         refused = http.post(f"{path}/tenant/access/regenerateSecondaryKey?{API}")
         assert refused.status_code >= 500
         assert refused.json()["success"] is False
         # Secrets are not handed out without their audit record either.
         assert http.post(f"{path}/tenant/access/listSecrets?{API}").status_code >= 500
-        db.execute("DROP TRIGGER refuse")
-        db.commit()
-        db.close()
+        fresh_server.database.allow_inserts("audit_events")
         after = http.post(f"{path}/tenant/access/listSecrets?{API}").json()["data"]
         assert after["secondary_key"] == before["secondary_key"]
         assert after["secondary_key_version_id"] == before["secondary_key_version_id"]

@@ -74,6 +74,15 @@ class Store(Protocol):
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None: ...
 
+    async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
+        """``get_secrets`` for checking credentials (shared access signatures), possibly from a cache.
+
+        A cached answer is dropped as soon as the store learns of a change: at once on SQLite (even a
+        change by another process), within milliseconds on PostgreSQL (``LISTEN/NOTIFY``), and never
+        used for more than a second while the PostgreSQL listener is down. ``listSecrets`` never uses it.
+        """
+        ...
+
     async def modify_access(
         self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange]
     ) -> AccessConfig:
@@ -85,13 +94,27 @@ class Store(Protocol):
         ...
 
 
-def open_store(database_url: str | None, data_dir: Path, cipher: Cipher) -> Store:
-    """Pick the adapter for a URL; the embedded SQLite file in ``data_dir`` when there is none."""
-    from tenant_access.storage.sqlite import SqliteStore
+def open_store(
+    database_url: str | None, data_dir: Path, cipher: Cipher, *, migrate: bool = True, pool_size: int = 10,
+) -> Store:
+    """Pick the adapter for a URL; the embedded SQLite file in ``data_dir`` when there is none.
 
+    ``migrate``: apply pending schema migrations when the store opens; when false, opening fails on
+    a schema that lacks any (``tenant-access db upgrade`` applies them). ``pool_size``: at most this
+    many database connections (PostgreSQL), besides the one that listens for changes.
+    """
     if database_url is None or database_url.startswith("sqlite:"):
+        from tenant_access.storage.sqlite import SqliteStore
+
         path = data_dir / "tenant-access.db"
         if database_url and database_url.startswith("sqlite:///"):
             path = Path(database_url.removeprefix("sqlite:///"))
-        return SqliteStore(path, cipher)
+        return SqliteStore(path, cipher, migrate=migrate)
+    if database_url.startswith(("postgresql://", "postgres://")):
+        try:
+            from tenant_access.storage.postgres import PostgresStore, unsafe_row_locks_disabled
+        except ImportError as exc:  # psycopg is a dependency; a broken install should say what is missing
+            raise ValueError(f"PostgreSQL needs the psycopg package: {exc}") from None
+        return PostgresStore(database_url, cipher, migrate=migrate, pool_size=pool_size,
+                             row_locks=not unsafe_row_locks_disabled())
     raise ValueError(f"unsupported database URL scheme: {database_url.split(':', 1)[0]}")

@@ -31,3 +31,7 @@ def load() -> list[Migration]:
 def _split(text: str) -> list[str]:
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     return [part.strip() for part in body.split(";") if part.strip()]
+
+
+class SchemaOutOfDate(RuntimeError):
+    """Raised at start-up when migrating at start is off and the schema lacks migrations."""

@@ -22,7 +22,7 @@ import queue
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,49 +42,21 @@ from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
+from tenant_access.storage.cache import CacheKey, KeyCache
+from tenant_access.storage.sql import AUDIT_INSERT, audit_args, audit_sql, parse_ts, ts, verify_master_key
+from tenant_access.storage.sql import CHECK_AAD as _CHECK_AAD
+from tenant_access.storage.sql import CHECK_PLAINTEXT as _CHECK_PLAINTEXT
+from tenant_access.storage.sql import CONFIG_SELECT as _CONFIG_SELECT
+from tenant_access.storage.sql import SERVICE_COLUMNS as _SERVICE_COLUMNS
+from tenant_access.storage.sql import aad as _aad
+from tenant_access.storage.sql import audit_from_row as _audit
+from tenant_access.storage.sql import config_from_row as _config
+from tenant_access.storage.sql import open_secret as _open_secret
+from tenant_access.storage.sql import service_from_row as _service
 
 log = logging.getLogger("tenant_access.storage")
 T = TypeVar("T")
 MAX_BATCH = 128
-
-
-def ts(value: _dt.datetime) -> str:
-    """Timestamps are stored as fixed-width UTC text, so they sort and compare as strings."""
-    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_ts(value: str) -> _dt.datetime:
-    return _dt.datetime.fromisoformat(value)
-
-
-_CONFIG_SELECT = """
-SELECT s.subscription_id, s.resource_group, s.name, c.name, c.principal_id, c.enabled, c.etag,
-       c.created_at, c.updated_at, p.id, p.created_at, q.id, q.created_at, p.secret, q.secret, s.id
-FROM services s
-JOIN access_configs c ON c.service_id = s.id
-JOIN key_versions p ON p.id = c.primary_version_id
-JOIN key_versions q ON q.id = c.secondary_version_id
-WHERE s.subscription_key = ? AND s.resource_group_key = ? AND s.name_key = ?
-"""
-
-_SERVICE_COLUMNS = (
-    "subscription_id, resource_group, name, location, sku_name, sku_capacity, publisher_email, "
-    "publisher_name, tags, etag, created_at, updated_at"
-)
-
-
-def _service(row: tuple[Any, ...]) -> Service:
-    return Service(
-        ServiceRef(row[0], row[1], row[2]), row[3], row[4], int(row[5]), row[6], row[7], json.loads(row[8]),
-        row[9], parse_ts(row[10]), parse_ts(row[11]),
-    )
-
-
-def _config(row: tuple[Any, ...]) -> AccessConfig:
-    return AccessConfig(
-        ServiceRef(row[0], row[1], row[2]), AccessName(row[3]), row[4], bool(row[5]), row[6],
-        parse_ts(row[7]), parse_ts(row[8]), row[9], parse_ts(row[10]), row[11], parse_ts(row[12]),
-    )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -115,9 +87,13 @@ def _deliver(future: asyncio.Future[Any], error: BaseException | None, result: A
 
 
 class SqliteStore:
-    def __init__(self, path: Path, cipher: Cipher) -> None:
+    def __init__(self, path: Path, cipher: Cipher, *, migrate: bool = True) -> None:
         self.path = path
         self.cipher = cipher
+        self.migrate = migrate
+        #: Keys for checking shared access signatures, valid while PRAGMA data_version stands still.
+        self._cache = KeyCache()
+        self._data_version: int | None = None
         self._reader: sqlite3.Connection | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -132,7 +108,14 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(self.path)
         try:
-            migrate(writer)
+            if self.migrate:
+                migrate(writer)
+            else:
+                missing = pending(writer)
+                if missing:
+                    raise migrations.SchemaOutOfDate(
+                        f"the database schema lacks migrations {missing}: run `tenant-access db upgrade` "
+                        "(or start without --no-migrate)")
             check_master_key(writer, self.cipher)
         except BaseException:
             writer.close()
@@ -376,6 +359,23 @@ class SqliteStore:
         row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
         return self._secrets(row) if row else None
 
+    async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
+        # data_version moves whenever another connection (our writer, or another process) commits,
+        # so an entry is used only while the file holds exactly what it was read from.
+        version = self._read(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._data_version:
+            self._cache.clear()
+            self._data_version = version
+        key: CacheKey = (*ref.key, name.value)
+        hit = self._cache.get(key, max_age=float("inf"))
+        if hit is not None:
+            return hit
+        ticket = self._cache.ticket(key)
+        found = await self.get_secrets(ref, name)
+        if found is not None:
+            self._cache.put(ticket, found)
+        return found
+
     def _secrets(self, row: tuple[Any, ...]) -> Secrets:
         config = _config(row)
         service_id = row[15]
@@ -430,95 +430,16 @@ class SqliteStore:
         return await self._write(tx)
 
 
-def _aad(service_id: str, name: AccessName, slot: KeySlot, version_id: str) -> bytes:
-    """What a key's ciphertext is bound to: its version, service, configuration and slot."""
-    return f"tenant-access/key-version/{version_id}/{service_id}/{name.value}/{slot.value}".encode()
-
-
-def _open_secret(cipher: Cipher, token: str | None, service_id: str, name: AccessName, slot: KeySlot,
-                 version_id: str) -> str:
-    if token is None:
-        raise InternalError("A current key has no stored material.")
-    try:
-        return cipher.decrypt(token, _aad(service_id, name, slot, version_id)).decode("utf-8")
-    except Exception:
-        log.error("key material of version %s failed to decrypt: refusing to use it", version_id)
-        raise InternalError("Stored key material failed its integrity check.") from None
-
-
-_AUDIT_COLUMNS = (
-    "id, at, principal, role, scope, operation, target, outcome, status, request_id, client, "
-    "subscription_key, resource_group_key, service_key, old_version_id, new_version_id, detail"
-)
-
-
 def _insert_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
-    keys = event.service.key if event.service else (None, None, None)
-    conn.execute(
-        f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES "  # noqa: S608 - constant column list
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (event.id, ts(event.at), event.principal, event.role, event.scope, event.operation, event.target,
-         event.outcome, event.status, event.request_id, event.client, *keys, event.old_version_id,
-         event.new_version_id, event.detail),
-    )
-
-
-def _audit(row: tuple[Any, ...], service: ServiceRef) -> AuditEvent:
-    return AuditEvent(
-        id=row[0], at=parse_ts(row[1]), principal=row[2], role=row[3], scope=row[4], operation=row[5],
-        target=row[6], outcome=row[7], status=int(row[8]), request_id=row[9], client=row[10], service=service,
-        old_version_id=row[14], new_version_id=row[15], detail=row[16],
-    )
-
-
-def audit_sql(query: AuditQuery) -> tuple[str, list[Any]]:
-    """The one audit query, shared by every adapter (placeholders are ``?``)."""
-    sql = (f"SELECT {_AUDIT_COLUMNS} FROM audit_events "  # noqa: S608 - constant column list
-           "WHERE subscription_key = ? AND resource_group_key = ? AND service_key = ?")
-    args: list[Any] = list(query.service.key)
-    if query.operation:
-        sql += " AND operation = ?"
-        args.append(query.operation)
-    if query.since:
-        sql += " AND at >= ?"
-        args.append(ts(query.since))
-    if query.until:
-        sql += " AND at < ?"
-        args.append(ts(query.until))
-    sql += " ORDER BY at, id LIMIT ? OFFSET ?"
-    args += [query.top, query.skip]
-    return sql, args
-
-
-_CHECK_PLAINTEXT = b"tenant-access master key check"
-_CHECK_AAD = b"tenant-access/store-meta/master-key-check"
+    conn.execute(AUDIT_INSERT, audit_args(event))
 
 
 def check_master_key(conn: sqlite3.Connection, cipher: Cipher) -> None:
-    """Refuse to open a store with the wrong master key, before any request can be answered.
+    """Refuse to open a store with the wrong master key (see :func:`~tenant_access.storage.sql.verify_master_key`)."""
+    def execute(sql: str, args: Sequence[Any]) -> None:
+        conn.execute(sql, args)
 
-    The first start stores a known value encrypted under the key; every later start must decrypt it.
-    """
-    row = conn.execute("SELECT value FROM store_meta WHERE name = 'master_key_check'").fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO store_meta (name, value) VALUES ('master_key_check', ?) ON CONFLICT (name) DO NOTHING",
-            (cipher.encrypt(_CHECK_PLAINTEXT, _CHECK_AAD),),
-        )
-        row = conn.execute("SELECT value FROM store_meta WHERE name = 'master_key_check'").fetchone()
-    try:
-        ok = cipher.decrypt(row[0], _CHECK_AAD) == _CHECK_PLAINTEXT
-    except Exception:
-        ok = False
-    if not ok:
-        raise WrongMasterKey(
-            "the master key does not open this store: set TENANT_ACCESS_MASTER_KEY (or the master.key file) to the "
-            "key the store was created with"
-        )
-
-
-class WrongMasterKey(RuntimeError):
-    """Raised at start-up; the server exits rather than run without its keys."""
+    verify_master_key(execute, lambda sql, args: conn.execute(sql, args).fetchone(), cipher)
 
 
 def _storage_error(exc: sqlite3.Error) -> TenantAccessError:
@@ -528,6 +449,14 @@ def _storage_error(exc: sqlite3.Error) -> TenantAccessError:
                                                       or "disk i/o" in text or "unable to open" in text):
         return ServiceUnavailable("The store is temporarily unavailable; retry shortly.", retry_after=1)
     return InternalError("The store failed to complete the request.")
+
+
+def pending(conn: sqlite3.Connection) -> list[int]:
+    """Versions of the migrations this code has that the database has not applied."""
+    done: set[int] = set()
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone():
+        done = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    return [m.version for m in migrations.load() if m.version not in done]
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:

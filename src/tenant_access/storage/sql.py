@@ -1,0 +1,165 @@
+"""The SQL every adapter shares: column lists, row mapping, the audit query, key binding, and the
+master key check.
+
+Statements here use ``?`` placeholders (SQLite's); :func:`pyformat` turns them into psycopg's
+``%s``. Keeping one copy is what keeps the SQLite and PostgreSQL adapters answering alike.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from tenant_access.domain.audit import AuditEvent, AuditQuery
+from tenant_access.domain.errors import InternalError
+from tenant_access.domain.models import AccessConfig, AccessName, KeySlot, Service, ServiceRef
+
+log = logging.getLogger("tenant_access.storage")
+
+
+class _Cipher(Protocol):
+    def encrypt(self, plaintext: bytes, aad: bytes) -> str: ...
+
+    def decrypt(self, token: str, aad: bytes) -> bytes: ...
+
+
+def ts(value: _dt.datetime) -> str:
+    """Timestamps are stored as fixed-width UTC text, so they sort and compare as strings."""
+    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: str) -> _dt.datetime:
+    return _dt.datetime.fromisoformat(value)
+
+
+def pyformat(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (the shared statements contain no other ``?`` or ``%``)."""
+    assert "%" not in sql, "a literal % would need escaping for psycopg"
+    return sql.replace("?", "%s")
+
+
+CONFIG_SELECT = """
+SELECT s.subscription_id, s.resource_group, s.name, c.name, c.principal_id, c.enabled, c.etag,
+       c.created_at, c.updated_at, p.id, p.created_at, q.id, q.created_at, p.secret, q.secret, s.id
+FROM services s
+JOIN access_configs c ON c.service_id = s.id
+JOIN key_versions p ON p.id = c.primary_version_id
+JOIN key_versions q ON q.id = c.secondary_version_id
+WHERE s.subscription_key = ? AND s.resource_group_key = ? AND s.name_key = ?
+"""
+
+SERVICE_COLUMNS = (
+    "subscription_id, resource_group, name, location, sku_name, sku_capacity, publisher_email, "
+    "publisher_name, tags, etag, created_at, updated_at"
+)
+
+AUDIT_COLUMNS = (
+    "id, at, principal, role, scope, operation, target, outcome, status, request_id, client, "
+    "subscription_key, resource_group_key, service_key, old_version_id, new_version_id, detail"
+)
+
+AUDIT_INSERT = (f"INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES "  # noqa: S608 - constant column list
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def service_from_row(row: Sequence[Any]) -> Service:
+    return Service(
+        ServiceRef(row[0], row[1], row[2]), row[3], row[4], int(row[5]), row[6], row[7], json.loads(row[8]),
+        row[9], parse_ts(row[10]), parse_ts(row[11]),
+    )
+
+
+def config_from_row(row: Sequence[Any]) -> AccessConfig:
+    return AccessConfig(
+        ServiceRef(row[0], row[1], row[2]), AccessName(row[3]), row[4], bool(row[5]), row[6],
+        parse_ts(row[7]), parse_ts(row[8]), row[9], parse_ts(row[10]), row[11], parse_ts(row[12]),
+    )
+
+
+def aad(service_id: str, name: AccessName, slot: KeySlot, version_id: str) -> bytes:
+    """What a key's ciphertext is bound to: its version, service, configuration and slot."""
+    return f"tenant-access/key-version/{version_id}/{service_id}/{name.value}/{slot.value}".encode()
+
+
+def open_secret(cipher: _Cipher, token: str | None, service_id: str, name: AccessName, slot: KeySlot,
+                version_id: str) -> str:
+    if token is None:
+        raise InternalError("A current key has no stored material.")
+    try:
+        return cipher.decrypt(token, aad(service_id, name, slot, version_id)).decode("utf-8")
+    except Exception:
+        log.error("key material of version %s failed to decrypt: refusing to use it", version_id)
+        raise InternalError("Stored key material failed its integrity check.") from None
+
+
+def audit_args(event: AuditEvent) -> tuple[Any, ...]:
+    """The parameters of :data:`AUDIT_INSERT` for one record."""
+    keys = event.service.key if event.service else (None, None, None)
+    return (event.id, ts(event.at), event.principal, event.role, event.scope, event.operation, event.target,
+            event.outcome, event.status, event.request_id, event.client, *keys, event.old_version_id,
+            event.new_version_id, event.detail)
+
+
+def audit_from_row(row: Sequence[Any], service: ServiceRef) -> AuditEvent:
+    return AuditEvent(
+        id=row[0], at=parse_ts(row[1]), principal=row[2], role=row[3], scope=row[4], operation=row[5],
+        target=row[6], outcome=row[7], status=int(row[8]), request_id=row[9], client=row[10], service=service,
+        old_version_id=row[14], new_version_id=row[15], detail=row[16],
+    )
+
+
+def audit_sql(query: AuditQuery) -> tuple[str, list[Any]]:
+    """The one audit query, shared by every adapter (placeholders are ``?``)."""
+    sql = (f"SELECT {AUDIT_COLUMNS} FROM audit_events "  # noqa: S608 - constant column list
+           "WHERE subscription_key = ? AND resource_group_key = ? AND service_key = ?")
+    args: list[Any] = list(query.service.key)
+    if query.operation:
+        sql += " AND operation = ?"
+        args.append(query.operation)
+    if query.since:
+        sql += " AND at >= ?"
+        args.append(ts(query.since))
+    if query.until:
+        sql += " AND at < ?"
+        args.append(ts(query.until))
+    sql += " ORDER BY at, id LIMIT ? OFFSET ?"
+    args += [query.top, query.skip]
+    return sql, args
+
+
+CHECK_PLAINTEXT = b"tenant-access master key check"
+CHECK_AAD = b"tenant-access/store-meta/master-key-check"
+
+#: Runs one ``?``-style statement; answers its first row (None when there is none or it has no result).
+FetchOne = Callable[[str, Sequence[Any]], "Sequence[Any] | None"]
+
+
+def verify_master_key(execute: Callable[[str, Sequence[Any]], None], fetchone: FetchOne, cipher: _Cipher) -> None:
+    """Refuse to open a store with the wrong master key, before any request can be answered.
+
+    The first start stores a known value encrypted under the key; every later start must decrypt it.
+    """
+    select = "SELECT value FROM store_meta WHERE name = 'master_key_check'"
+    row = fetchone(select, ())
+    if row is None:
+        execute(
+            "INSERT INTO store_meta (name, value) VALUES ('master_key_check', ?) ON CONFLICT (name) DO NOTHING",
+            (cipher.encrypt(CHECK_PLAINTEXT, CHECK_AAD),),
+        )
+        row = fetchone(select, ())
+    try:
+        ok = row is not None and cipher.decrypt(row[0], CHECK_AAD) == CHECK_PLAINTEXT
+    except Exception:
+        ok = False
+    if not ok:
+        raise WrongMasterKey(
+            "the master key does not open this store: set TENANT_ACCESS_MASTER_KEY (or the master.key file) to the "
+            "key the store was created with"
+        )
+
+
+class WrongMasterKey(RuntimeError):
+    """Raised at start-up; the server exits rather than run without its keys."""
