@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from tenant_access import __version__
+from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
 from tenant_access.config import API_STYLES, AUTH_MODES, Settings
 
 
@@ -54,6 +57,12 @@ def main() -> None:
               help="Key regenerations a second per principal; 0 is off. [default 0]")
 @click.option("--header-timeout", type=click.FloatRange(0.1),
               help="Seconds a client may take to send request headers. [env TENANT_ACCESS_HEADER_TIMEOUT; default 10]")
+@click.option("--emulator-controls/--no-emulator-controls", default=None,
+              help="Serve the owner-only /_emulator/ endpoints (reset, state, seed, faults). "
+              "[env TENANT_ACCESS_EMULATOR_CONTROLS; default on with --auth emulator or none, off with strict]")
+@click.option("--seed", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="YAML or JSON file of services to provision at start; re-applying it is safe "
+              "(docs/testing.md). [env TENANT_ACCESS_SEED]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""
@@ -83,8 +92,28 @@ def db_upgrade(**options: object) -> None:
         await store.open()
         await store.close()
 
-    asyncio.run(upgrade())
+    with _migration_progress():
+        asyncio.run(upgrade())
     click.echo(f"schema up to date: {store.describe()}")
+
+
+@contextlib.contextmanager
+def _migration_progress() -> Iterator[None]:
+    """Each migration as it is applied, on standard error: the stores log them, whichever is in use."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: record.getMessage().startswith("applied migration"))
+    logger = logging.getLogger("tenant_access.storage")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _settings(options: dict[str, object]) -> Settings:
@@ -229,3 +258,7 @@ def rotate_master_key(**options: object) -> None:
 
     rewritten = asyncio.run(run())
     click.echo(f"re-encrypted {rewritten} stored key(s) under the current master key")
+
+
+for _command in CLIENT_COMMANDS:  # services, access, keys, audit, emulator: the API over HTTP
+    main.add_command(_command)

@@ -58,6 +58,11 @@ class Settings:
     rate_limit: float = field(default=0.0, metadata={"help": "requests a second per principal; 0 is off"})
     regenerate_rate_limit: float = field(default=0.0, metadata={
         "help": "key regenerations a second per principal; 0 is off"})
+    emulator_controls: bool | None = field(default=None, metadata={
+        "help": "serve the owner-only /_emulator/ endpoints (reset, state, seed, faults); default: on with "
+                "--auth emulator or none, off with strict"})
+    seed: Path | None = field(default=None, metadata={
+        "help": "YAML or JSON file of services to provision at start (idempotent)"})
 
     def __post_init__(self) -> None:
         if self.api_style not in API_STYLES:
@@ -68,6 +73,12 @@ class Settings:
             raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
+
+    @property
+    def emulator_controls_enabled(self) -> bool:
+        """Off by default where credentials are really checked: a reset erases the audit trail,
+        which no owner can otherwise do, so a production server must opt in to it."""
+        return self.auth != "strict" if self.emulator_controls is None else self.emulator_controls
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -88,7 +99,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _convert(kind: Any, raw: str) -> Any:
     text = str(kind)
-    if text == "bool":
+    if text in ("bool", "bool | None"):
         if raw.strip().lower() in _TRUE:
             return True
         if raw.strip().lower() in _FALSE:

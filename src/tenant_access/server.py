@@ -45,7 +45,9 @@ def configure_logging(level: str) -> None:
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+    # without it every answer written in two parts waits ~40 ms for a delayed ACK (uvloop hid this).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
@@ -73,6 +75,34 @@ async def provision_demo(settings: Settings) -> bool:
         return True
     finally:
         await store.close()
+
+
+async def provision_seed(settings: Settings, path: Path) -> str:
+    """Apply the seed file as the system before the server takes requests; answers a summary line.
+
+    A bad file stops the start with every problem named: a test rig that silently lacks a service
+    fails later and further from the cause.
+    """
+    from tenant_access import seeding
+    from tenant_access.domain.errors import TenantAccessError
+    from tenant_access.runtime import open_store_for
+    from tenant_access.service import TenantAccess
+
+    try:
+        services = seeding.parse(seeding.load_file(path))
+    except seeding.SeedError as exc:
+        raise SystemExit(f"tenant-access: {path}: {exc}") from None
+    store = open_store_for(settings)
+    await store.open()
+    try:
+        results = await seeding.apply(TenantAccess(store), seeding.SYSTEM, services)
+    except TenantAccessError as exc:
+        raise SystemExit(f"tenant-access: {path}: {exc.message}") from None
+    finally:
+        await store.close()
+    counts = {name: sum(r.result == name for r in results) for name in ("created", "updated", "unchanged")}
+    return (f"seeded {len(results)} service(s) from {path}: "
+            + ", ".join(f"{n} {name}" for name, n in counts.items()))
 
 
 DEMO_TOKEN_LIFETIME = 3600
@@ -150,7 +180,11 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
     listening = Listening(settings.host, sock.getsockname()[1], "https" if ssl_files else "http")
     if demo:
         asyncio.run(provision_demo(settings))
+    if settings.seed is not None:
+        print(asyncio.run(provision_seed(settings, settings.seed)), flush=True)
     app = create_app(settings)
+    if app.emulator is not None:
+        log.warning("emulator controls are on at /_emulator/ (owner only): reset, state, seed, faults")
 
     def announce() -> None:
         print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from tenant_access.config import Settings
 from tenant_access.domain import api_versions, rules
@@ -25,6 +26,9 @@ from tenant_access.http.routing import Route, Router
 from tenant_access.security.authorization import Principal
 from tenant_access.service import TenantAccess
 from tenant_access.storage.base import Store
+
+if TYPE_CHECKING:
+    from tenant_access.http.emulator import Emulator
 
 log = logging.getLogger("tenant_access.http")
 ANONYMOUS = Principal.anonymous()
@@ -55,6 +59,12 @@ class App:
         from tenant_access.http import identity
 
         routes.extend(identity.routes(self))
+        self.emulator: Emulator | None = None
+        if settings.emulator_controls_enabled:
+            from tenant_access.http.emulator import Emulator
+
+            self.emulator = Emulator(self)
+            routes.extend(self.emulator.routes())
         self.routes: tuple[Route, ...] = tuple(routes)
         self.router = Router(self.routes)
         from tenant_access.http import auth
@@ -125,6 +135,8 @@ class App:
                 except TenantAccessError as exc:
                     await self._record_refusal(actor, request, route, params, exc)
                     raise
+            if self.emulator is not None:
+                await self.emulator.faults.inject(route.operation)
             ctx = Context(request, params, version, self.use_cases, actor, route.operation)
             outcome: Outcome = await route.handler(ctx)
             response = outcome.value if outcome.kind == "raw" else self.wire.render(outcome, ctx)

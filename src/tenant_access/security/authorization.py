@@ -50,13 +50,23 @@ OWNER_OPERATIONS: frozenset[str] = frozenset({
     "access.update",
     "audit.list",
 })
+#: The emulator controls (``/_emulator/...``): owner-only, and since their path lies under no
+#: subscription, only an owner whose scope is ``/`` can reach them.
+EMULATOR_OPERATIONS: frozenset[str] = frozenset({
+    "emulator.reset",
+    "emulator.state",
+    "emulator.seed",
+    "emulator.faults.get",
+    "emulator.faults.put",
+    "emulator.faults.delete",
+})
 
 #: Which operation names (the router's ``Route.operation``) each role may call. Data rather than
 #: code so tests and documentation are generated from the same table the server enforces.
 ROLE_OPERATIONS: Mapping[Role, frozenset[str]] = MappingProxyType({
     Role.READER: READ_OPERATIONS,
     Role.KEY_OPERATOR: READ_OPERATIONS | KEY_OPERATIONS,
-    Role.OWNER: READ_OPERATIONS | KEY_OPERATIONS | OWNER_OPERATIONS,
+    Role.OWNER: READ_OPERATIONS | KEY_OPERATIONS | OWNER_OPERATIONS | EMULATOR_OPERATIONS,
 })
 ALL_OPERATIONS: frozenset[str] = ROLE_OPERATIONS[Role.OWNER]
 

@@ -48,6 +48,18 @@ class Store(Protocol):
 
     async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]: ...
 
+    async def list_all_services(self) -> list[Service]:
+        """Every service of every subscription, for the emulator's state dump; no API route uses it."""
+        ...
+
+    async def reset(self) -> None:
+        """Delete every service, key and audit record in one transaction (the emulator's reset).
+
+        Service principals and the master key check stay: they are credentials and configuration,
+        not emulated state, so tokens and keys held by a test rig keep working across a reset.
+        """
+        ...
+
     async def delete_service(self, ref: ServiceRef, audit: AuditEvent) -> Service | None:
         """Delete with everything it holds; ``audit`` is written only if something was deleted."""
         ...

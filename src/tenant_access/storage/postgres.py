@@ -799,5 +799,6 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
                          (migration.version, ts(_dt.datetime.now(_dt.UTC))))
+        log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)
     return applied

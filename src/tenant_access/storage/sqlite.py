@@ -263,6 +263,20 @@ class SqliteStore:
         ).fetchall())
         return [_service(r) for r in rows]
 
+    async def list_all_services(self) -> list[Service]:
+        rows = self._read(lambda c: c.execute(
+            f"SELECT {_SERVICE_COLUMNS} FROM services "  # noqa: S608 - constant column list
+            "ORDER BY subscription_key, resource_group_key, name_key",
+        ).fetchall())
+        return [_service(r) for r in rows]
+
+    async def reset(self) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            for table in ("access_configs", "key_versions", "services", "audit_events"):
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
+
+        await self._write(tx)
+
     async def delete_service(self, ref: ServiceRef, audit: AuditEvent) -> Service | None:
         def tx(conn: sqlite3.Connection) -> Service | None:
             row = conn.execute(
@@ -479,5 +493,6 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)
     return applied

@@ -35,6 +35,8 @@ EXPECTED = {
         "access.list_secrets", "access.regenerate_primary_key", "access.regenerate_secondary_key",
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
         "services.create_or_update", "services.delete", "access.create", "access.update", "audit.list",
+        "emulator.reset", "emulator.state", "emulator.seed", "emulator.faults.get", "emulator.faults.put",
+        "emulator.faults.delete",
     },
 }
 
