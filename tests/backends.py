@@ -38,6 +38,10 @@ class Database:
     def allow_inserts(self, table: str) -> None:
         raise NotImplementedError
 
+    def dump(self) -> bytes:
+        """Everything the database holds, as bytes to search (for leaked keys)."""
+        raise NotImplementedError
+
     def drop(self) -> None:
         pass
 
@@ -60,6 +64,10 @@ class SqliteDatabase(Database):
         finally:
             db.close()
 
+    def dump(self) -> bytes:
+        """The raw files: the database, its write-ahead log and shared memory index."""
+        return b"\n".join(p.read_bytes() for p in sorted(self.path.parent.glob(self.path.name + "*")))
+
     def refuse_inserts(self, table: str) -> None:
         self.execute(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'no'); END")
 
@@ -81,6 +89,13 @@ class PostgresDatabase(Database):
         with self.cluster.connect(self.url) as conn:
             cur = conn.execute(sql.replace("?", "%s"), params or None)
             return cur.fetchall() if cur.description else []
+
+    def dump(self) -> bytes:
+        """Every row of every table, as text (the files of a shared server are not ours to read)."""
+        tables = [r[0] for r in self.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        assert tables
+        return b"\n".join(str(row[0]).encode() for table in tables
+                          for row in self.execute(f'SELECT t::text FROM "{table}" t'))
 
     def refuse_inserts(self, table: str) -> None:
         self.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "

@@ -40,9 +40,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def pg_cluster() -> Iterator[Cluster]:
     """The PostgreSQL the tests use: ``TEST_DATABASE_URL``, or a private server started from pgserver."""
-    cluster = Cluster.from_env() or Cluster.private(tmp_path_factory.mktemp("pg"))
+    cluster = Cluster.from_env() or Cluster.private()
     yield cluster
     cluster.close()
 

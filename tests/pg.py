@@ -12,6 +12,8 @@ private server of their own, whatever ``TEST_DATABASE_URL`` says: they must not 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 import warnings
@@ -45,15 +47,24 @@ class Cluster:
     def __init__(self, admin_url: str, server: Any | None = None) -> None:
         self.admin_url = admin_url
         self.server = server  # pgserver.PostgresServer, when the tests started it
+        self.base: Path | None = None
 
     @classmethod
-    def private(cls, base: Path) -> Cluster:
+    def private(cls) -> Cluster:
+        """A new server in a new temporary directory, deleted again by :meth:`close` (or at exit).
+
+        Not under pytest's temporary directory: pytest makes that private to root from time to time,
+        and the server (run as an unprivileged user when the tests run as root) must reach its files.
+        """
         pgserver = _import_pgserver()
-        data = base / "pgdata"
+        base = Path(tempfile.mkdtemp(prefix="tenant-access-pg-"))
+        base.chmod(0o755)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server = pgserver.get_server(data, cleanup_mode="delete")
-        return cls(server.get_uri(), server)
+            server = pgserver.get_server(base / "pgdata", cleanup_mode="delete")
+        cluster = cls(server.get_uri(), server)
+        cluster.base = base
+        return cluster
 
     @classmethod
     def from_env(cls) -> Cluster | None:
@@ -75,6 +86,10 @@ class Cluster:
         return with_database(self.admin_url, name)
 
     def drop_database(self, url: str) -> None:
+        """Drop a database made by :meth:`create_database`: on a shared server only, since a drop
+        forces a checkpoint (seconds), and a private server is deleted whole at the end anyway."""
+        if self.server is not None:
+            return
         name = urlsplit(url).path.lstrip("/")
         try:
             with self.connect() as conn:
@@ -104,6 +119,9 @@ class Cluster:
                 warnings.simplefilter("ignore")
                 self.server.cleanup()
             self.server = None
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None
 
 
 def terminate_backends(conn: psycopg.Connection[Any], application_name_prefix: str) -> list[int]:
@@ -121,8 +139,7 @@ def wait_for_backend(conn: psycopg.Connection[Any], application_name_prefix: str
     deadline = time.monotonic() + timeout
     pattern = application_name_prefix.replace("%", r"\%").replace("_", r"\_") + "%"
     while time.monotonic() < deadline:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s AND query LIKE %s",
-                            (pattern, "%")).fetchall()
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s", (pattern,)).fetchall()
         pids = [int(r[0]) for r in rows if int(r[0]) not in exclude]
         if pids:
             return pids[0]

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 
 from tenant_access.security.sas import make_sas
+from tests.backends import Backend
 from tests.conftest import API, SERVICE_BODY, service_path
-from tests.serverproc import ServerProcess
 
 
 def _forms(key: str) -> list[bytes]:
@@ -21,8 +21,8 @@ def _forms(key: str) -> list[bytes]:
             base64.urlsafe_b64encode(raw)]
 
 
-def test_keys_appear_nowhere_but_list_secrets(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", ["--log-level", "debug"]).start()
+def test_keys_appear_nowhere_but_list_secrets(db_backend: Backend, tmp_path: Path) -> None:
+    server = db_backend.server(tmp_path / "data", ["--log-level", "debug"]).start()
     primary = "CanaryPrimary" + secrets.token_hex(16)
     secondary = "CanarySecondary" + secrets.token_hex(16)
     seen_keys = {primary, secondary}
@@ -72,8 +72,8 @@ def test_keys_appear_nowhere_but_list_secrets(tmp_path: Path) -> None:
             bodies.append(audit)
     finally:
         server.stop()
-    stores = [p.read_bytes() for p in (tmp_path / "data").glob("tenant-access.db*")]
-    assert stores
+    stores = [server.database.dump()]
+    assert stores[0]
     haystacks = {"log": server.log().encode(), "responses": b"\n".join(bodies), "database": b"\n".join(stores)}
     assert b"DEBUG" in haystacks["log"]  # debug logging really was on
     for key in seen_keys:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import Backend, DbServer
 from tests.conftest import API, SERVICE_BODY, service_path
-from tests.serverproc import ServerProcess
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,8 +20,8 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           timeout=60, env=env, check=False)
 
 
-def test_rotation_of_the_master_key_while_the_server_runs(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path).start()
+def test_rotation_of_the_master_key_while_the_server_runs(db_backend: Backend, tmp_path: Path) -> None:
+    server = db_backend.server(tmp_path).start()
     path = service_path("masterkey")
     try:
         with httpx.Client(base_url=server.url, headers=server.auth()) as http:
@@ -30,7 +29,7 @@ def test_rotation_of_the_master_key_while_the_server_runs(tmp_path: Path) -> Non
             before = {a: http.post(f"{path}/tenant/{a}/listSecrets?{API}").json()["data"] for a in
                       ("access", "gitAccess")}
             old_key = (tmp_path / "master.key").read_text()
-            rotated = _cli("rotate-master-key", "--data-dir", str(tmp_path))
+            rotated = _cli("rotate-master-key", "--data-dir", str(tmp_path), *server.database.args())
             assert rotated.returncode == 0, rotated.stderr
             assert "re-encrypted 4 stored key(s)" in rotated.stdout
             assert (tmp_path / "master.key").read_text() != old_key
@@ -52,38 +51,36 @@ def test_rotation_of_the_master_key_while_the_server_runs(tmp_path: Path) -> Non
         server.stop()
 
 
-def test_the_server_refuses_to_start_with_the_wrong_master_key(tmp_path: Path) -> None:
-    ServerProcess(tmp_path).start().stop()
+def test_the_server_refuses_to_start_with_the_wrong_master_key(db_backend: Backend, tmp_path: Path) -> None:
+    first = db_backend.server(tmp_path).start()
+    first.stop()
     wrong = base64.b64encode(secrets.token_bytes(32)).decode()
-    server = ServerProcess(tmp_path, env={"TENANT_ACCESS_MASTER_KEY": wrong})
+    server = DbServer(tmp_path, first.database, env={"TENANT_ACCESS_MASTER_KEY": wrong})
     with pytest.raises(RuntimeError, match="master key does not open this store"):
         server.start(timeout=15)
 
 
-def test_a_copied_or_altered_ciphertext_is_never_used(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path).start()
+def test_a_copied_or_altered_ciphertext_is_never_used(db_backend: Backend, tmp_path: Path) -> None:
+    server = db_backend.server(tmp_path).start()
     path = service_path("tamper")
     try:
         with httpx.Client(base_url=server.url, headers=server.auth()) as http:
             assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
-            db = sqlite3.connect(tmp_path / "tenant-access.db")
+            db = server.database
             # Copy the gitAccess primary's ciphertext over the access primary's.
             db.execute("""UPDATE key_versions SET secret = (SELECT secret FROM key_versions
                           WHERE access_name = 'gitAccess' AND slot = 'primary')
                           WHERE access_name = 'access' AND slot = 'primary'""")
-            db.commit()
             copied = http.post(f"{path}/tenant/access/listSecrets?{API}")
             assert copied.status_code == 500
             assert copied.json()["error"]["code"] == "INTERNAL_ERROR"
             # Flip one byte of the gitAccess secondary.
             token = db.execute("SELECT secret FROM key_versions WHERE access_name = 'gitAccess' "
-                               "AND slot = 'secondary'").fetchone()[0]
+                               "AND slot = 'secondary'")[0][0]
             raw = bytearray(base64.b64decode(token[3:]))
             raw[-1] ^= 1
             db.execute("UPDATE key_versions SET secret = ? WHERE access_name = 'gitAccess' AND slot = 'secondary'",
                        ("v1:" + base64.b64encode(bytes(raw)).decode(),))
-            db.commit()
-            db.close()
             assert http.post(f"{path}/tenant/gitAccess/listSecrets?{API}").status_code == 500
             assert http.post(f"{path}/tenant/gitAccess/regenerateSecondaryKey?{API}").status_code == 500
     finally:
@@ -91,7 +88,7 @@ def test_a_copied_or_altered_ciphertext_is_never_used(tmp_path: Path) -> None:
     assert "failed to decrypt" in server.log()
 
 
-def test_key_files_are_private(tmp_path: Path) -> None:
-    ServerProcess(tmp_path).start().stop()
+def test_key_files_are_private(db_backend: Backend, tmp_path: Path) -> None:
+    db_backend.server(tmp_path).start().stop()
     for name in ("master.key", "signing-key"):
         assert oct((tmp_path / name).stat().st_mode & 0o777) == "0o600", name

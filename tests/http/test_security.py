@@ -16,6 +16,7 @@ import pytest
 from tenant_access.http.handlers import ROUTES
 from tenant_access.security.authorization import ROLE_OPERATIONS, Role
 from tenant_access.security.sas import make_sas
+from tests.backends import Backend
 from tests.conftest import API, SERVICE_BODY, SUBSCRIPTION, service_path
 from tests.serverproc import ServerProcess
 
@@ -23,9 +24,9 @@ OTHER_SUBSCRIPTION = "99999999-8888-7777-6666-555555555555"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(db_backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     # A high failure limit: this module sends hundreds of bad credentials on purpose.
-    proc = ServerProcess(tmp_path_factory.mktemp("security"), ["--auth-failures-per-minute", "100000"]).start()
+    proc = db_backend.server(tmp_path_factory.mktemp("security"), ["--auth-failures-per-minute", "100000"]).start()
     yield proc
     proc.stop()
 
@@ -197,8 +198,8 @@ def test_public_routes_need_no_credential(server: ServerProcess) -> None:
         assert httpx.get(f"{server.url}{path}").status_code == 200, path
 
 
-def test_failed_authentications_are_limited_per_address(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, ["--auth-failures-per-minute", "5"]).start()
+def test_failed_authentications_are_limited_per_address(db_backend: Backend, tmp_path: Path) -> None:
+    server = db_backend.server(tmp_path, ["--auth-failures-per-minute", "5"]).start()
     try:
         url = f"{server.url}{service_path('x')}?{API}"
         statuses = [httpx.get(url, headers={"Authorization": "Bearer nope"}).status_code for _ in range(7)]
@@ -223,8 +224,8 @@ def test_refused_requests_are_audited(server: ServerProcess, owner: httpx.Client
 
 
 @pytest.mark.parametrize("mode", ["emulator", "none"])
-def test_relaxed_modes_say_so_on_every_answer(tmp_path: Path, mode: str) -> None:
-    server = ServerProcess(tmp_path, ["--auth", mode]).start()
+def test_relaxed_modes_say_so_on_every_answer(db_backend: Backend, tmp_path: Path, mode: str) -> None:
+    server = db_backend.server(tmp_path, ["--auth", mode]).start()
     try:
         unsigned = _fake_jwt({"sub": "dev", "exp": NOW + 600, "aud": "https://management.azure.com/"})
         headers = {"Authorization": f"Bearer {unsigned}"} if mode == "emulator" else {}
