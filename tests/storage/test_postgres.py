@@ -244,3 +244,24 @@ def test_psycopg_errors_map_to_the_right_answers() -> None:
     assert isinstance(postgres._storage_error(psycopg.OperationalError("connection lost")), ServiceUnavailable)
     assert isinstance(postgres._storage_error(psycopg.errors.RaiseException()), InternalError)
     assert isinstance(postgres._storage_error(psycopg.errors.UniqueViolation()), InternalError)
+
+
+def test_notifications_arriving_during_the_listeners_heartbeat_are_not_lost(pg_url: str) -> None:
+    """The listener checks its connection with a query between waits for notifications; one that
+    arrives meanwhile must be handed over by the next wait (psycopg >= 3.3 keeps a backlog)."""
+
+    async def scenario() -> list[str]:
+        listener = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        sender = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            await listener.execute("LISTEN heartbeat_backlog")
+            async for _ in listener.notifies(timeout=0.05):
+                pass
+            await sender.execute("NOTIFY heartbeat_backlog, 'during'")
+            await listener.execute("SELECT pg_sleep(0.1)")  # the heartbeat: the notification arrives here
+            return [n.payload async for n in listener.notifies(timeout=1, stop_after=1)]
+        finally:
+            await listener.close()
+            await sender.close()
+
+    assert asyncio.run(scenario()) == ["during"]
