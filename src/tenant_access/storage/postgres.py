@@ -302,9 +302,7 @@ class PostgresStore:
         params = dict(self._params, application_name=str(self._params["application_name"]) + "-migrate")
         with psycopg.connect(**params, autocommit=True) as conn:
             if self.migrate:
-                applied = migrate(conn)
-                if applied:
-                    log.info("applied schema migrations %s to %s", applied, describe_url(self.url))
+                migrate(conn)
             else:
                 missing = pending(conn)
                 if missing:
