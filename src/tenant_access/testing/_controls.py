@@ -93,9 +93,15 @@ class EmulatorControls:
 
     def add_fault(self, operation: str = "*", *, status: int | None = 503, rate: float = 1.0, retry_after: int = 1,
                   latency_ms: int = 0, count: int | None = None) -> dict[str, Any]:
-        """Add one rule to those in force; answers it as the server stored it (with its ``id``)."""
+        """Add one rule to those in force; answers it as the server stored it (with its ``id``).
+
+        The rules are replaced as a whole (``PUT``), so the others come back with new ids and
+        their counters restarted from what they had left; used-up rules are dropped.
+        """
         current = []
         for rule in self.faults():
+            if rule.get("remaining") == 0:
+                continue  # used up: carrying it over would only make it count again
             kept = {k: rule[k] for k in RULE_FIELDS if rule.get(k) is not None}
             if rule.get("remaining") is not None:
                 kept["count"] = rule["remaining"]  # what is left of it, not what it started with
