@@ -198,3 +198,18 @@ def test_each_server_signs_its_own_tokens(tenant_access_server_factory: Callable
     response = httpx.get(f"{two.url}/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ApiManagement/service"
                          "?api-version=2024-05-01", headers=one.headers())
     assert response.status_code == 401
+
+
+def test_start_server_from_inside_a_running_event_loop() -> None:
+    """pytest-asyncio and anyio tests call it from a coroutine: nothing may need the caller's loop."""
+    import asyncio
+
+    async def scenario() -> list[str]:
+        server = start_server(seed=RIG)
+        try:
+            async with server.async_client() as client:
+                return [s.name for s in await client.list_services(SUB, "rg")]
+        finally:
+            server.stop()
+
+    assert asyncio.run(scenario()) == ["apim"]
