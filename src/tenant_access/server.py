@@ -203,7 +203,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         server_header=False,
         timeout_graceful_shutdown=3,
         timeout_keep_alive=30,
-        http=protocol_class(settings.header_timeout),
+        http=protocol_class(settings.header_timeout, settings.api_style),
         ssl_certfile=str(ssl_files[0]) if ssl_files else None,
         ssl_keyfile=str(ssl_files[1]) if ssl_files else None,
     )

@@ -15,12 +15,20 @@ from dataclasses import dataclass
 from tenant_access.domain import access, services
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
+from tenant_access.domain.idempotency import (
+    IdempotencyClaim,
+    IdempotentOutcome,
+    IdempotentReplay,
+    check_replay,
+    principal_key,
+)
 from tenant_access.domain.keys import utcnow
 from tenant_access.domain.models import (
     AccessChange,
     AccessConfig,
     AccessName,
     KeySlot,
+    KeyVersion,
     Rotation,
     Secrets,
     Service,
@@ -109,9 +117,15 @@ class TenantAccess:
                                   lambda current: access.update(current, if_match, fields, now))
 
     async def regenerate_key(
-        self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName, slot: KeySlot
+        self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName, slot: KeySlot,
+        idempotency_key: str | None = None,
     ) -> Rotation:
-        """The seed operation (with ``slot=SECONDARY``) and its three siblings."""
+        """The seed operation (with ``slot=SECONDARY``) and its three siblings.
+
+        With ``idempotency_key``, a retry of a request that already rotated (the key is the
+        caller's, remembered for :data:`~tenant_access.domain.idempotency.TTL`) answers the first
+        request's outcome, marked ``replayed``, and rotates nothing.
+        """
         now = utcnow()
         outcome: list[tuple[str, AccessChange]] = []
 
@@ -120,13 +134,30 @@ class TenantAccess:
             outcome.append((current.config.version_id(slot), change))
             return change
 
-        config = await self._modify(actor, operation, ref, name, decide)
+        claim = None
+        if idempotency_key is not None:
+            claim = IdempotencyClaim(principal_key(actor), idempotency_key, operation,
+                                     _target(ref, name).lower(), now)
+        try:
+            config = await self._modify(actor, operation, ref, name, decide, idempotency=claim)
+        except IdempotentReplay as replay:
+            assert claim is not None
+            return await self._replayed(ref, name, check_replay(claim, replay))
         previous_version_id, change = outcome[-1]
         return Rotation(change.new_versions[0], previous_version_id, config)
 
+    async def _replayed(self, ref: ServiceRef, name: AccessName, stored: IdempotentOutcome) -> Rotation:
+        """The stored outcome as a rotation: the same version and entity tag the first answer had
+        (the configuration's names come from its current state; no key material is involved)."""
+        config = await self.get_access(ref, name)
+        version = KeyVersion(stored.version_id, config.service, config.name, stored.slot, "",
+                             stored.version_created_at, "regenerated")
+        return Rotation(version, stored.previous_version_id, dataclasses.replace(config, etag=stored.etag),
+                        replayed=True)
+
     async def _modify(
         self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName,
-        decide: Callable[[Secrets], AccessChange],
+        decide: Callable[[Secrets], AccessChange], *, idempotency: IdempotencyClaim | None = None,
     ) -> AccessConfig:
         def audited(current: Secrets) -> AccessChange:
             change = decide(current)
@@ -141,7 +172,9 @@ class TenantAccess:
             return dataclasses.replace(change, audit=record)
 
         try:
-            return await self.store.modify_access(ref, name, audited)
+            if idempotency is None:
+                return await self.store.modify_access(ref, name, audited)
+            return await self.store.modify_access(ref, name, audited, idempotency=idempotency)
         except NotFound:
             raise _service_missing(ref) from None
 

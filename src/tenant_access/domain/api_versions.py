@@ -27,7 +27,8 @@ PREVIEW = (
 KNOWN: frozenset[str] = frozenset(STABLE + PREVIEW)
 NEWEST_STABLE = "2024-05-01"
 
-_FORMAT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:-(preview|alpha|beta|rc|privatepreview))?$")
+#: ASCII digits only (``\d`` would take any script's), matched whole (``fullmatch``).
+_FORMAT = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:-(preview|alpha|beta|rc|privatepreview))?$")
 
 #: The first version in which each operation appears in the specification.
 FIRST_VERSION: dict[str, str] = {
@@ -51,7 +52,7 @@ FIRST_VERSION: dict[str, str] = {
 
 
 def _date_of(version: str) -> _dt.date | None:
-    match = _FORMAT.match(version)
+    match = _FORMAT.fullmatch(version)
     if match is None:
         return None
     try:

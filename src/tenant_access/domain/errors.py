@@ -103,6 +103,22 @@ class UnsupportedMediaType(TenantAccessError):
     azure_code = "UnsupportedMediaType"
 
 
+class UriTooLong(TenantAccessError):
+    """Refused by the HTTP protocol layer, before the request reaches the application."""
+
+    status = 414
+    code = "URI_TOO_LONG"
+    azure_code = "RequestUriTooLong"
+
+
+class HeadersTooLarge(TenantAccessError):
+    """Refused by the HTTP protocol layer, before the request reaches the application."""
+
+    status = 431
+    code = "HEADERS_TOO_LARGE"
+    azure_code = "RequestHeaderFieldsTooLarge"
+
+
 class TooManyRequests(TenantAccessError):
     """Throttled. ``Retry-After`` is sent only here and with 503: azure-core retries any error
     that carries it, so an ordinary 4xx must never have one."""

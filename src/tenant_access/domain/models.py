@@ -159,3 +159,5 @@ class Rotation:
     version: KeyVersion
     previous_version_id: str
     config: AccessConfig
+    #: True when this is the stored outcome of an earlier request with the same idempotency key.
+    replayed: bool = False

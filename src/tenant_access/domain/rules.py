@@ -12,9 +12,17 @@ from typing import Any
 from tenant_access.domain.errors import Problems
 from tenant_access.domain.models import AccessName, ServiceSpec
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_RESOURCE_GROUP = re.compile(r"^[-\w._()]+$")
-_SERVICE_NAME = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
+#: The patterns of the path parameters, shared with the OpenAPI documents (which must describe
+#: exactly what is accepted). They are used with ``fullmatch``: JSON Schema's ``$`` is the end of
+#: the text, where Python's ``$`` would also accept a trailing newline.
+GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+#: The specification's character set; like Azure, a name may not end with a period (which also
+#: keeps "." and "..", which clients collapse as dot-segments, from being names).
+RESOURCE_GROUP_PATTERN = r"^[-\w._()]*[-\w_()]$"
+SERVICE_NAME_PATTERN = r"^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$"
+_GUID = re.compile(GUID_PATTERN.rstrip("$"))
+_RESOURCE_GROUP = re.compile(RESOURCE_GROUP_PATTERN.rstrip("$"))
+_SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN.rstrip("$"))
 _ACCESS_NAMES = {name.value.lower(): name for name in AccessName}
 
 SKU_NAMES = ("Developer", "Standard", "Premium", "Basic", "Consumption", "Isolated", "BasicV2", "StandardV2")
@@ -22,27 +30,35 @@ SKU_NAMES = ("Developer", "Standard", "Premium", "Basic", "Consumption", "Isolat
 MIN_SUPPLIED_KEY_LENGTH = 32
 MAX_SUPPLIED_KEY_LENGTH = 256
 MAX_PRINCIPAL_ID_LENGTH = 256
+#: Visible ASCII without ``&`` and ``=`` (a principal id is the ``uid`` of a shared access signature,
+#: whose header is ASCII); shared with the OpenAPI documents.
+PRINCIPAL_ID_PATTERN = rf"^[!-%'-<>-~]{{1,{MAX_PRINCIPAL_ID_LENGTH}}}$"
+#: A caller-chosen key: visible ASCII (no spaces), 32 to 256 characters.
+SUPPLIED_KEY_PATTERN = rf"^[!-~]{{{MIN_SUPPLIED_KEY_LENGTH},{MAX_SUPPLIED_KEY_LENGTH}}}$"
+_PRINCIPAL_ID = re.compile(PRINCIPAL_ID_PATTERN.rstrip("$"))
+_SUPPLIED_KEY = re.compile(SUPPLIED_KEY_PATTERN.rstrip("$"))
 
 
 def check_subscription_id(value: str, problems: Problems) -> None:
-    if not _GUID.match(value):
+    if not _GUID.fullmatch(value):
         problems.add("path.subscriptionId", "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
 
 
 def check_resource_group(value: str, problems: Problems) -> None:
     if not 1 <= len(value) <= 90:
         problems.add("path.resourceGroupName", "must be 1 to 90 characters long")
-    elif not _RESOURCE_GROUP.match(value):
+    elif not _RESOURCE_GROUP.fullmatch(value):
         problems.add(
             "path.resourceGroupName",
-            "may contain only letters, digits, underscores, hyphens, periods and parentheses",
+            "may contain only letters, digits, underscores, hyphens, periods and parentheses, "
+            "and may not end with a period",
         )
 
 
 def check_service_name(value: str, problems: Problems) -> None:
     if not 1 <= len(value) <= 50:
         problems.add("path.serviceName", "must be 1 to 50 characters long")
-    elif not _SERVICE_NAME.match(value):
+    elif not _SERVICE_NAME.fullmatch(value):
         problems.add(
             "path.serviceName",
             "must start with a letter, contain only letters, digits and hyphens, and not end with a hyphen",
@@ -113,6 +129,8 @@ def parse_service_spec(body: Any, problems: Problems) -> ServiceSpec | None:
             problems.add("body.sku.name", "must be one of " + ", ".join(SKU_NAMES))
             sku_name = None
         raw_capacity = sku.get("capacity")
+        if type(raw_capacity) is float and raw_capacity.is_integer():
+            raw_capacity = int(raw_capacity)  # JSON has one number type: 2.0 is the integer 2
         if raw_capacity is None:
             problems.add("body.sku.capacity", "required")
         elif type(raw_capacity) is not int or not 0 <= raw_capacity <= 2**31 - 1:
@@ -175,7 +193,7 @@ def _optional_key(props: dict[str, Any], key: str, problems: Problems) -> str | 
         problems.add(
             where, f"must be {MIN_SUPPLIED_KEY_LENGTH} to {MAX_SUPPLIED_KEY_LENGTH} characters long"
         )
-    elif not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+    elif not _SUPPLIED_KEY.fullmatch(value):
         problems.add(where, "must be printable ASCII without spaces")
     else:
         return value
@@ -191,9 +209,8 @@ def parse_access_create(body: Any, problems: Problems) -> dict[str, Any]:
     if props.get("principalId") is not None:
         principal = _string(props, "principalId", "body.properties.principalId", problems,
                             max_length=MAX_PRINCIPAL_ID_LENGTH)
-        if principal is not None and (any(c in principal for c in "&=") or not principal.isprintable()
-                                      or any(c.isspace() for c in principal)):
-            problems.add("body.properties.principalId", "must be printable, without spaces, '&' or '='")
+        if principal is not None and not _PRINCIPAL_ID.fullmatch(principal):
+            problems.add("body.properties.principalId", "must be printable ASCII, without spaces, '&' or '='")
         elif principal is not None:
             out["principal_id"] = principal
     enabled = _optional_bool(props, "enabled", problems)

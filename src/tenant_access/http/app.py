@@ -22,6 +22,7 @@ from tenant_access.domain.models import ServiceRef
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import ROUTES
 from tenant_access.http.request import Receive, Request, Scope, Send
+from tenant_access.http.responses import Response
 from tenant_access.http.routing import Route, Router
 from tenant_access.security.authorization import Principal
 from tenant_access.service import TenantAccess
@@ -139,7 +140,7 @@ class App:
                 await self.emulator.faults.inject(route.operation)
             ctx = Context(request, params, version, self.use_cases, actor, route.operation)
             outcome: Outcome = await route.handler(ctx)
-            response = outcome.value if outcome.kind == "raw" else self.wire.render(outcome, ctx)
+            response = self._render(outcome, ctx)
             if version is not None and version.is_fallback:
                 response.header("x-served-api-version", version.served)
         except TenantAccessError as exc:
@@ -159,6 +160,11 @@ class App:
                 "%s %s %s %d %.1fms %s", method, operation, request.path if request else "-",
                 response.status, (time.perf_counter() - started) * 1000, request_id,
             )
+
+    def _render(self, outcome: Outcome, ctx: Context) -> Response:
+        response: Response = outcome.value if outcome.kind == "raw" else self.wire.render(outcome, ctx)
+        response.headers.extend(outcome.headers)
+        return response
 
     async def _record_refusal(
         self, actor: Actor, request: Request, route: Route, params: dict[str, str], exc: TenantAccessError

@@ -32,3 +32,5 @@ class Outcome:
     kind: str
     value: Any
     created: bool = False
+    #: Headers added to the answer in every wire format (e.g. ``Idempotent-Replayed``).
+    headers: tuple[tuple[str, str], ...] = ()

@@ -7,10 +7,11 @@ documents and the authorization tests are generated from it, so a route cannot e
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Iterable
 from typing import TypeVar
 
-from tenant_access.domain import rules
+from tenant_access.domain import idempotency, rules
 from tenant_access.domain.audit import AuditQuery
 from tenant_access.domain.errors import Problems
 from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
@@ -143,8 +144,11 @@ async def list_secrets(ctx: Context) -> Outcome:
 
 async def _regenerate(ctx: Context, name: AccessName | None, slot: KeySlot) -> Outcome:
     ref, path_name = _access_target(ctx)
+    key = idempotency.parse_header(ctx.request.header_values("idempotency-key"))
     await ctx.request.json(required=False)  # no body is expected; a malformed one is still refused
-    rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot)
+    rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot, key)
+    if rotation.replayed:
+        return Outcome("rotation", rotation, headers=((idempotency.REPLAYED_HEADER, "true"),))
     return Outcome("rotation", rotation)
 
 
@@ -164,16 +168,27 @@ async def git_regenerate_secondary_key(ctx: Context) -> Outcome:
     return await _regenerate(ctx, AccessName.GIT, KeySlot.SECONDARY)
 
 
+#: RFC 3339 ``date-time`` (what the OpenAPI documents promise): a time zone is required.
+_RFC3339 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 def _time(ctx: Context, name: str, problems: Problems) -> _dt.datetime | None:
     raw = ctx.request.query(name)
     if raw is None:
         return None
+    match = _RFC3339.fullmatch(raw)
     try:
-        value = _dt.datetime.fromisoformat(raw)
+        if match is None:
+            raise ValueError(raw)
+        date, minutes, seconds, fraction, zone = match.groups()
+        seconds = "59" if seconds == "60" else seconds  # a leap second: RFC 3339 allows it, datetime does not
+        fraction = (fraction or "")[:7]  # datetime takes at most microseconds
+        return _dt.datetime.fromisoformat(f"{date}T{minutes}:{seconds}{fraction}{'+00:00' if zone in 'Zz' else zone}")
     except ValueError:
         problems.add(f"query.{name}", "must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z")
         return None
-    return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
 
 
 async def list_audit_events(ctx: Context) -> Outcome:

@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tenant_access.identity")
 
 TOKEN_LIFETIME = 3600
-_TENANT = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+#: A GUID, a domain name, "common", "adfs"...: it starts with a letter or digit (so "." and "..",
+#: which clients collapse as dot-segments, are not tenants). Shared with the OpenAPI documents.
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$"
+_TENANT = re.compile(TENANT_PATTERN.rstrip("$"))
 _RESOURCE_SCOPE = re.compile(r"^(https://[^\s/]+/?)(?:\.default)?$")
 
 
@@ -47,7 +50,7 @@ def _oauth_error(status: int, error: str, description: str) -> Outcome:
 def routes(app: App) -> list[Route]:
     async def openid_configuration(ctx: Context) -> Outcome:
         tenant = ctx.params["tenant"]
-        if not _TENANT.match(tenant):
+        if not _TENANT.fullmatch(tenant):
             return _oauth_error(400, "invalid_tenant", "The tenant id may contain only letters, digits, '.' and '-'.")
         base = f"{_base_url(ctx)}/{tenant}"
         return Outcome("raw", json_response(200, {

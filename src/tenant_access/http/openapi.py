@@ -18,7 +18,8 @@ STR = {"type": "string"}
 
 ERROR_CODES = [
     "VALIDATION_ERROR", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "METHOD_NOT_ALLOWED", "CONFLICT",
-    "PRECONDITION_FAILED", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE", "TOO_MANY_REQUESTS",
+    "PRECONDITION_FAILED", "PAYLOAD_TOO_LARGE", "URI_TOO_LONG", "UNSUPPORTED_MEDIA_TYPE", "HEADERS_TOO_LARGE",
+    "TOO_MANY_REQUESTS",
     "INTERNAL_ERROR", "SERVICE_UNAVAILABLE",
 ]
 
@@ -189,10 +190,15 @@ def _operation(route: Route) -> dict[str, Any]:
 
 
 def build(routes: Sequence[Route], style: str) -> dict[str, Any]:
+    """The document of ``style``'s wire format (the Azure one is built by :mod:`openapi_azure`)."""
+    if style == "azure":
+        from tenant_access.http import openapi_azure
+
+        return openapi_azure.build(routes)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
-    return {
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "tenant-access (seed wire format)",
@@ -201,5 +207,8 @@ def build(routes: Sequence[Route], style: str) -> dict[str, Any]:
                            "{\"success\": true, \"data\": ...}; every error {\"success\": false, \"error\": ...}.",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS, "parameters": PARAMETERS},
+        "components": {"schemas": dict(SCHEMAS), "parameters": PARAMETERS},
     }
+    from tenant_access.http import openapi_common
+
+    return openapi_common.finish(doc, routes, lambda route: None if route.method == "HEAD" else _ERROR["content"])

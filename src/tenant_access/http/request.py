@@ -48,6 +48,11 @@ class Request:
         self._query: dict[str, list[str]] | None = None
         self._body: bytes | None = None
 
+    def header_values(self, name: str) -> list[str]:
+        """Every value of one header, in order (``headers`` keeps only the last of repeated ones)."""
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for k, v in self.scope.get("headers", ()) if k.lower() == wanted]
+
     @property
     def path(self) -> str:
         return self.raw_path.decode("latin-1")

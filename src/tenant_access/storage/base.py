@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery
+from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
@@ -96,12 +97,19 @@ class Store(Protocol):
         ...
 
     async def modify_access(
-        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange]
+        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange],
+        *, idempotency: IdempotencyClaim | None = None,
     ) -> AccessConfig:
         """Run ``decide`` on the locked current state and persist its change atomically.
 
         Raises :class:`~tenant_access.domain.errors.NotFound` when the service does not exist, and
         whatever ``decide`` raises (nothing is written then).
+
+        With ``idempotency``, the claim's key is looked up first, in the same transaction: if it was
+        used before and has not expired, :class:`~tenant_access.domain.idempotency.IdempotentReplay`
+        is raised with the stored outcome and nothing is written; otherwise the outcome of this change
+        (which must create exactly one key version) is stored with it, in the same transaction, and
+        expired keys are purged. ``storage/idempotency.py`` has the SQL.
         """
         ...
 

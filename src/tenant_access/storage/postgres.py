@@ -38,6 +38,7 @@ from psycopg.pq import TransactionStatus
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
+from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import (
     AccessChange,
     AccessConfig,
@@ -50,6 +51,7 @@ from tenant_access.domain.models import (
 )
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
+from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import CacheKey, KeyCache
@@ -647,7 +649,8 @@ class PostgresStore:
         )
 
     async def modify_access(
-        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange]
+        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange],
+        *, idempotency: IdempotencyClaim | None = None,
     ) -> AccessConfig:
         select = CONFIG_SELECT + " AND c.name = ?"
         args = (*ref.key, name.value)
@@ -672,6 +675,16 @@ class PostgresStore:
             if row is None:
                 raise NotFound(f"The service '{ref.name}' was not found.")
             service_id = row[15]
+            if idempotency is not None:
+                # Under the row lock: a retry of the same request, even on another replica, waits for the
+                # first one and then finds its record. (The same key used on two configurations at once
+                # collides on the primary key instead, and the retried transaction finds the record.)
+                used = await self._one(conn, idem.SELECT, idem.key_args(idempotency))
+                if used is not None and idem.is_live(used, idempotency):
+                    exists = await self._one(conn, idem.VERSION_EXISTS, (used[2], service_id)) is not None
+                    raise idem.replay(used, version_exists=exists)
+                if used is not None:
+                    await self._exec(conn, idem.DELETE, idem.key_args(idempotency))
             current = self._secrets(row)
             change = decide(current)
             version_ids = {KeySlot.PRIMARY: current.config.primary_version_id,
@@ -690,6 +703,9 @@ class PostgresStore:
             )
             if change.audit is not None:
                 await self._exec(conn, AUDIT_INSERT, audit_args(change.audit))
+            if idempotency is not None:
+                await self._exec(conn, idem.INSERT, idem.insert_args(idempotency, current, change))
+                await self._exec(conn, idem.PURGE, idem.purge_args(idempotency))
             fresh = await self._one(conn, select, args)
             assert fresh is not None
             config = config_from_row(fresh)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
+from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import (
     AccessChange,
     AccessConfig,
@@ -40,6 +41,7 @@ from tenant_access.domain.models import (
 )
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
+from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import CacheKey, KeyCache
@@ -167,8 +169,13 @@ class SqliteStore:
                 try:
                     result = job.fn(conn)
                 except BaseException as exc:  # delivered to the waiting request, never swallowed
+                    if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
+                        raise  # SQLite rolled the whole transaction back (full disk, I/O): every job failed
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
+                    if isinstance(exc, sqlite3.Error):
+                        log.error("write failed: %s: %s", type(exc).__name__, exc)
+                        exc = _storage_error(exc)
                     outcomes.append((exc, None))
                 else:
                     conn.execute("RELEASE job")
@@ -412,13 +419,21 @@ class SqliteStore:
         )
 
     async def modify_access(
-        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange]
+        self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange],
+        *, idempotency: IdempotencyClaim | None = None,
     ) -> AccessConfig:
         def tx(conn: sqlite3.Connection) -> AccessConfig:
             row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
             if row is None:
                 raise NotFound(f"The service '{ref.name}' was not found.")
             service_id = row[15]
+            if idempotency is not None:
+                used = conn.execute(idem.SELECT, idem.key_args(idempotency)).fetchone()
+                if used is not None and idem.is_live(used, idempotency):
+                    exists = conn.execute(idem.VERSION_EXISTS, (used[2], service_id)).fetchone() is not None
+                    raise idem.replay(used, version_exists=exists)
+                if used is not None:
+                    conn.execute(idem.DELETE, idem.key_args(idempotency))
             current = self._secrets(row)
             change = decide(current)
             version_ids = {KeySlot.PRIMARY: current.config.primary_version_id,
@@ -438,6 +453,9 @@ class SqliteStore:
             )
             if change.audit is not None:
                 _insert_audit(conn, change.audit)
+            if idempotency is not None:
+                conn.execute(idem.INSERT, idem.insert_args(idempotency, current, change))
+                conn.execute(idem.PURGE, idem.purge_args(idempotency))
             fresh = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
             return _config(fresh)
 
@@ -456,11 +474,22 @@ def check_master_key(conn: sqlite3.Connection, cipher: Cipher) -> None:
     verify_master_key(execute, lambda sql, args: conn.execute(sql, args).fetchone(), cipher)
 
 
+#: SQLite's primary result codes for conditions of the storage that pass, after which a retry can
+#: succeed: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_TRANSIENT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
+
 def _storage_error(exc: sqlite3.Error) -> TenantAccessError:
-    """Busy and full-disk conditions are transient: the client may retry. Anything else is ours."""
-    text = str(exc).lower()
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text or "full" in text
-                                                      or "disk i/o" in text or "unable to open" in text):
+    """Busy, full-disk and I/O conditions are transient: 503, and the client may retry. Anything
+    else (a constraint, a corrupt file) is ours: 500."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        transient = code & 0xFF in _TRANSIENT
+    else:  # raised without a result code (by the sqlite3 module itself, or a test double)
+        text = str(exc).lower()
+        transient = isinstance(exc, sqlite3.OperationalError) and any(
+            word in text for word in ("locked", "busy", "full", "disk i/o", "unable to open", "readonly"))
+    if transient:
         return ServiceUnavailable("The store is temporarily unavailable; retry shortly.", retry_after=1)
     return InternalError("The store failed to complete the request.")
 

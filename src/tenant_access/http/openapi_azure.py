@@ -1,0 +1,185 @@
+"""The OpenAPI 3.1 document of the Azure wire format (``--api-style azure``), from the route table.
+
+Served at ``/openapi.json`` by a server in Azure mode. The shapes are those :mod:`wire_azure`
+writes, which follow the ``Microsoft.ApiManagement`` specification (``apimtenant.json``,
+``apimdeployment.json``, the common ``ErrorResponse``): status codes (204 for regenerations, 200 or
+204 for a delete), Resource Manager's error envelope, and the request-tracking headers. Like the
+seed document it is generated from the routes, so it lists exactly what is served; schemas are
+closed (``additionalProperties: false``) so an invented field fails validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tenant_access import __version__
+from tenant_access.domain import rules
+from tenant_access.http import openapi, openapi_common
+from tenant_access.http.routing import Route
+
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+#: .NET's round-trip UTC format, as wire_azure.dotnet_time writes it.
+TIME = {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$"}
+
+
+def _obj(props: dict[str, Any], required: Sequence[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(props if required is None else required),
+            "additionalProperties": False}
+
+
+_HOSTNAME = _obj({"type": STR, "hostName": STR, "negotiateClientCertificate": BOOL, "defaultSslBinding": BOOL,
+                  "certificateSource": STR})
+SCHEMAS: dict[str, Any] = {
+    "ErrorDetail": _obj({"code": STR, "message": STR, "target": STR}, required=["code", "message"]),
+    "ErrorResponse": _obj({"error": _obj({
+        "code": STR, "message": STR, "target": STR,
+        "details": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorDetail"}},
+    }, required=["code", "message"])}),
+    "AccessInformationContract": _obj({
+        "id": STR, "type": {"const": "Microsoft.ApiManagement/service/tenant"},
+        "name": {"type": "string", "enum": ["access", "gitAccess"]},
+        "properties": _obj({"principalId": STR, "enabled": BOOL}),
+    }),
+    "AccessInformationCollection": _obj({
+        "value": {"type": "array", "items": {"$ref": "#/components/schemas/AccessInformationContract"}},
+        "count": {"type": "integer"}, "nextLink": STR,
+    }),
+    "AccessInformationSecretsContract": _obj({
+        "id": STR, "principalId": STR, "primaryKey": STR, "secondaryKey": STR, "enabled": BOOL,
+    }),
+    "ApiManagementServiceResource": _obj({
+        "id": STR, "name": STR, "type": {"const": "Microsoft.ApiManagement/service"},
+        "tags": {"type": "object", "additionalProperties": STR}, "location": STR, "etag": STR,
+        "properties": _obj({
+            "publisherEmail": STR, "publisherName": STR, "notificationSenderEmail": STR,
+            "provisioningState": {"const": "Succeeded"}, "targetProvisioningState": STR, "createdAtUtc": TIME,
+            "gatewayUrl": STR, "gatewayRegionalUrl": STR, "portalUrl": STR, "developerPortalUrl": STR,
+            "managementApiUrl": STR, "scmUrl": STR,
+            "hostnameConfigurations": {"type": "array", "items": _HOSTNAME},
+            "customProperties": {"type": "object", "additionalProperties": STR},
+            "virtualNetworkType": STR, "disableGateway": BOOL, "publicNetworkAccess": STR,
+            "enableClientCertificate": BOOL, "platformVersion": {"type": "string", "enum": ["stv2", "mtv1"]},
+        }, required=["publisherEmail", "publisherName", "provisioningState", "createdAtUtc", "gatewayUrl",
+                     "hostnameConfigurations", "platformVersion"]),
+        "sku": _obj({"name": {"type": "string", "enum": list(rules.SKU_NAMES)}, "capacity": {"type": "integer"}}),
+        "systemData": _obj({"createdAt": TIME, "lastModifiedAt": TIME}),
+    }),
+    "ApiManagementServiceListResult": _obj({
+        "value": {"type": "array", "items": {"$ref": "#/components/schemas/ApiManagementServiceResource"}},
+        "nextLink": STR,
+    }, required=["value"]),
+    "AuditEvent": _obj({
+        "id": STR, "at": TIME, "principal": STR, "role": STR, "scope": STR, "operation": STR, "target": STR,
+        "outcome": {"type": "string", "enum": ["success", "denied", "failed"]}, "status": {"type": "integer"},
+        "requestId": STR, "client": STR, "service": {"type": ["string", "null"]},
+        "oldVersionId": {"type": ["string", "null"]}, "newVersionId": {"type": ["string", "null"]},
+        "detail": {"type": ["string", "null"]},
+    }),
+    "AuditEventList": _obj({
+        "value": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}, "nextLink": STR,
+    }, required=["value"]),
+}
+
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_ETAG = {"ETag": {"description": "Entity tag (quoted)", "required": True, "schema": {"type": "string"}}}
+_REQUEST_ID = {"x-ms-request-id": {"description": "This request's id", "required": True, "schema": STR},
+               "x-ms-correlation-request-id": {"description": "The caller's correlation id, or the request id",
+                                               "required": True, "schema": STR}}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+#: operation -> {status: (description, body schema name or None, answer has an ETag)}
+SUCCESS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
+    "services.list": {"200": ("The services", "ApiManagementServiceListResult", False)},
+    "services.create_or_update": {"200": ("Updated", "ApiManagementServiceResource", True),
+                                  "201": ("Created", "ApiManagementServiceResource", True)},
+    "services.get": {"200": ("The service", "ApiManagementServiceResource", True)},
+    "services.delete": {"200": ("Deleted", None, False), "204": ("There was nothing to delete", None, False)},
+    "access.list": {"200": ("Both access configurations", "AccessInformationCollection", False)},
+    "access.get": {"200": ("The configuration (never its keys)", "AccessInformationContract", True)},
+    "access.get_entity_tag": {"200": ("The entity tag", None, True)},
+    "access.create": {"200": ("Replaced", "AccessInformationContract", True)},
+    "access.update": {"200": ("Updated", "AccessInformationContract", True),
+                      "204": ("Updated (api-versions before 2020-12-01)", None, True)},
+    "access.list_secrets": {"200": ("The keys", "AccessInformationSecretsContract", True)},
+    "access.regenerate_primary_key": {"204": ("Regenerated", None, False)},
+    "access.regenerate_secondary_key": {"204": ("Regenerated", None, False)},
+    "access.git_regenerate_primary_key": {"204": ("Regenerated", None, False)},
+    "access.git_regenerate_secondary_key": {"204": ("Regenerated", None, False)},
+    "audit.list": {"200": ("Audit records (our extension, in Resource Manager's list envelope)", "AuditEventList",
+                           False)},
+}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": route.operation, "summary": route.summary,
+                          "tags": [route.operation.split(".")[0]]}
+    head = route.method == "HEAD"
+    if not route.versioned:
+        seed = openapi._operation(route)  # the same documents, health answers and OAuth routes
+        op["responses"] = {"200": seed["responses"]["200"]}
+        if "parameters" in seed:
+            op["parameters"] = seed["parameters"]
+        return op
+    names = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
+    params: list[dict[str, Any]] = [{"$ref": f"#/components/parameters/{n}"} for n in names]
+    if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
+        params.append({"$ref": "#/components/parameters/If-Match"})
+    if route.operation in ("services.list", "access.list", "audit.list"):
+        params += [{"$ref": "#/components/parameters/$top"}, {"$ref": "#/components/parameters/$skip"}]
+    if route.operation == "access.list":
+        params.append({"name": "$filter", "in": "query", "required": False, "schema": STR,
+                       "description": "Not used (as in Azure): accepted and ignored"})
+    if route.operation == "audit.list":
+        params += [
+            {"name": "operation", "in": "query", "required": False, "schema": STR},
+            {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+            {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+        ]
+    params.append({"name": "x-ms-client-request-id", "in": "header", "required": False, "schema": STR,
+                   "description": "Echoed back when it is 1 to 200 visible ASCII characters"})
+    op["parameters"] = params
+    responses: dict[str, Any] = {}
+    for status, (text, body, etag) in SUCCESS[route.operation].items():
+        answer: dict[str, Any] = {"description": text, "headers": {**_REQUEST_ID, **(_ETAG if etag else {})}}
+        if body is not None:
+            answer["content"] = _json(body)
+        responses[status] = answer
+    error = None if head else _ERROR
+    for status, text in (("400", "ValidationError, MissingApiVersionParameter, InvalidApiVersionParameter"),
+                         ("404", "ResourceNotFound, NotFound"), ("500", "InternalServerError")):
+        responses[status] = {"description": text, **({"content": error} if error else {})}
+    if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
+        responses["412"] = {"description": "PreconditionFailed: If-Match is not the current entity tag",
+                            "content": _ERROR}
+    if route.operation == "services.create_or_update":
+        responses["409"] = {"description": "InvalidResourceLocation: a service cannot move", "content": _ERROR}
+    op["responses"] = responses
+    if route.body is not None:
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{route.body}"}}}}
+    return op
+
+
+def build(routes: Sequence[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tenant-access (Azure Resource Manager wire format)",
+            "version": __version__,
+            "description": "The tenant access operations of Microsoft.ApiManagement as Azure Resource Manager "
+                           "answers them, plus this server's audit extension. Errors are "
+                           "{\"error\": {\"code\", \"message\", \"target\"?, \"details\"?}}.",
+        },
+        "paths": paths,
+        "components": {"schemas": dict(SCHEMAS), "parameters": {}},
+    }
+    return openapi_common.finish(doc, routes, lambda route: None if route.method == "HEAD" else _ERROR)
