@@ -505,7 +505,7 @@ class PostgresStore:
 
     async def reset(self) -> None:
         async def tx(conn: Conn) -> None:
-            for table in ("access_configs", "key_versions", "services", "audit_events"):
+            for table in ("access_configs", "key_versions", "services", "audit_events", "idempotency_keys"):
                 await conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, RESET_NOTIFICATION))
 

@@ -279,7 +279,7 @@ class SqliteStore:
 
     async def reset(self) -> None:
         def tx(conn: sqlite3.Connection) -> None:
-            for table in ("access_configs", "key_versions", "services", "audit_events"):
+            for table in ("access_configs", "key_versions", "services", "audit_events", "idempotency_keys"):
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
 
         await self._write(tx)
