@@ -11,7 +11,7 @@ import click
 
 from tenant_access import __version__
 from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
-from tenant_access.config import API_STYLES, AUTH_MODES, Settings
+from tenant_access.config import API_STYLES, AUTH_MODES, LOG_FORMATS, METRICS_ACCESS, Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,6 +57,13 @@ def main() -> None:
               help="Key regenerations a second per principal; 0 is off. [default 0]")
 @click.option("--header-timeout", type=click.FloatRange(0.1),
               help="Seconds a client may take to send request headers. [env TENANT_ACCESS_HEADER_TIMEOUT; default 10]")
+@click.option("--console/--no-console", default=None,
+              help="Serve the web console at /console. [env TENANT_ACCESS_CONSOLE; default on]")
+@click.option("--metrics", type=click.Choice(METRICS_ACCESS),
+              help="Who may read /metrics: loopback clients without credentials (others with a root-scope "
+              "credential), public, auth (root-scope credential), off. [env TENANT_ACCESS_METRICS; default loopback]")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS),
+              help="auto: JSON lines unless stderr is a terminal. [env TENANT_ACCESS_LOG_FORMAT; default auto]")
 @click.option("--emulator-controls/--no-emulator-controls", default=None,
               help="Serve the owner-only /_emulator/ endpoints (reset, state, seed, faults). "
               "[env TENANT_ACCESS_EMULATOR_CONTROLS; default on with --auth emulator or none, off with strict]")

@@ -15,6 +15,10 @@ from typing import Any
 ENV_PREFIX = "TENANT_ACCESS_"
 API_STYLES = ("seed", "azure")
 AUTH_MODES = ("strict", "emulator", "none")
+#: Who may read ``/metrics``: loopback clients without credentials (others with a root-scope
+#: credential), anyone, only root-scope credentials, or nobody (the route is not served).
+METRICS_ACCESS = ("loopback", "public", "auth", "off")
+LOG_FORMATS = ("auto", "json", "text")
 
 
 def default_data_dir() -> Path:
@@ -58,6 +62,11 @@ class Settings:
     rate_limit: float = field(default=0.0, metadata={"help": "requests a second per principal; 0 is off"})
     regenerate_rate_limit: float = field(default=0.0, metadata={
         "help": "key regenerations a second per principal; 0 is off"})
+    console: bool = field(default=True, metadata={"help": "serve the web console at /console"})
+    metrics: str = field(default="loopback", metadata={
+        "help": "who may read /metrics: loopback (default; others need a root-scope credential), public, auth, off"})
+    log_format: str = field(default="auto", metadata={
+        "help": "auto (JSON lines unless stderr is a terminal), json or text"})
     emulator_controls: bool | None = field(default=None, metadata={
         "help": "serve the owner-only /_emulator/ endpoints (reset, state, seed, faults); default: on with "
                 "--auth emulator or none, off with strict"})
@@ -71,6 +80,10 @@ class Settings:
             raise ValueError("give both a TLS certificate and its key, or neither")
         if self.auth not in AUTH_MODES:
             raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
+        if self.metrics not in METRICS_ACCESS:
+            raise ValueError(f"metrics must be one of {', '.join(METRICS_ACCESS)}, not {self.metrics!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
 

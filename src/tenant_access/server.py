@@ -12,6 +12,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from tenant_access.config import Settings
 
@@ -34,13 +35,11 @@ class Listening:
         return f"{self.scheme}://{host}:{self.port}"
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+def configure_logging(level: str, log_format: str = "auto", stream: TextIO | None = None) -> None:
+    """JSON lines when stderr is not a terminal (or ``--log-format json``); see :mod:`tenant_access.logs`."""
+    from tenant_access import logs
+
+    logs.configure(level, log_format, stream if stream is not None else sys.stderr)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -165,7 +164,7 @@ def tls_files(settings: Settings) -> tuple[Path, Path] | None:
 
 
 def serve(settings: Settings, *, demo: bool = False) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     import uvicorn
 
     from tenant_access.http.app import create_app

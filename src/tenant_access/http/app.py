@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from tenant_access import logs
 from tenant_access.config import Settings
 from tenant_access.domain import api_versions, rules
 from tenant_access.domain.audit import Actor, event
@@ -24,6 +25,7 @@ from tenant_access.http.handlers import ROUTES
 from tenant_access.http.request import Receive, Request, Scope, Send
 from tenant_access.http.responses import Response
 from tenant_access.http.routing import Route, Router
+from tenant_access.metrics import Metrics
 from tenant_access.security.authorization import Principal
 from tenant_access.service import TenantAccess
 from tenant_access.storage.base import Store
@@ -53,6 +55,7 @@ class App:
         self.store = store
         self.use_cases = TenantAccess(store)
         self.wire = _wire(settings.api_style)
+        self.metrics = Metrics(api_style=settings.api_style, auth=settings.auth)
         routes = list(ROUTES)
         from tenant_access.http import documents
 
@@ -60,6 +63,10 @@ class App:
         from tenant_access.http import identity
 
         routes.extend(identity.routes(self))
+        if settings.console:
+            from tenant_access.http import console
+
+            routes.extend(console.routes(self))
         self.emulator: Emulator | None = None
         if settings.emulator_controls_enabled:
             from tenant_access.http.emulator import Emulator
@@ -71,6 +78,7 @@ class App:
         from tenant_access.http import auth
 
         self.auth = auth.build(settings, store)
+        self.auth.on_failure = self.metrics.auth_failure
         self._mode_header = None if settings.auth == "strict" else (
             "x-tenant-access-auth", f"{settings.auth} (credentials are not fully checked)")
         self._opened = False
@@ -114,8 +122,10 @@ class App:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
+        logs.request_id.set(request_id)
         request: Request | None = None
         operation = "-"
+        who = "-"
         try:
             request = Request(scope, receive, request_id, self.settings.max_body_bytes)
             route, params = self.router.resolve(request.method, request.segments)
@@ -127,6 +137,7 @@ class App:
                 except TenantAccessError as exc:
                     await self._record_refusal(UNAUTHENTICATED, request, route, params, exc)
                     raise
+                who = principal.sub
             version = self._check(route, request, params)
             actor = Actor(principal.sub, principal.role.value, principal.scope, principal.kind.value, request_id,
                           request.client)
@@ -140,14 +151,17 @@ class App:
                 await self.emulator.faults.inject(route.operation)
             ctx = Context(request, params, version, self.use_cases, actor, route.operation)
             outcome: Outcome = await route.handler(ctx)
+            self.metrics.handled(outcome.kind, outcome.value)
             response = self._render(outcome, ctx)
             if version is not None and version.is_fallback:
                 response.header("x-served-api-version", version.served)
         except TenantAccessError as exc:
+            self.metrics.failure(exc, exc.status)
             response = self.wire.error(exc, request, request_id)
         except UnicodeDecodeError:
             response = self.wire.error(NotFound("No operation is served at this path."), request, request_id)
-        except Exception:
+        except Exception as exc:
+            self.metrics.failure(exc, 500)
             log.exception("unhandled error in %s (request %s)", operation, request_id)
             response = self.wire.error(InternalError("An internal error occurred."), request, request_id)
         self.wire.common_headers(response, request, request_id)
@@ -155,10 +169,22 @@ class App:
             response.header(*self._mode_header)
         method = scope.get("method", "-")
         await response.send(send, head=method == "HEAD")
+        self._finished(method, operation, request, response.status, request_id, who, time.perf_counter() - started)
+
+    def _finished(self, method: str, operation: str, request: Request | None, status: int, request_id: str, who: str,
+                  elapsed: float) -> None:
+        """Metrics and the one access event of every request. The event's fields are data (JSON
+        logs keep them as fields); none of them can hold a key: no body, no query, no header."""
+        self.metrics.observe(operation, status, elapsed)
         if access_log.isEnabledFor(logging.INFO):
+            path = request.path[:300] if request else "-"
             access_log.info(
-                "%s %s %s %d %.1fms %s", method, operation, request.path if request else "-",
-                response.status, (time.perf_counter() - started) * 1000, request_id,
+                "%s %s %s %d %.1fms %s %s", method, operation, path, status, elapsed * 1000, request_id, who,
+                extra={logs.FIELDS: {
+                    "event": "request", "request_id": request_id, "method": method, "path": path,
+                    "operation": operation, "status": status, "duration_ms": round(elapsed * 1000, 3),
+                    "principal": who, "client": request.client if request else "-",
+                }},
             )
 
     def _render(self, outcome: Outcome, ctx: Context) -> Response:

@@ -136,11 +136,18 @@ def _envelope(data: dict[str, Any]) -> dict[str, Any]:
     return _obj({"success": {"const": True}, "data": data})
 
 
+#: Answers outside the versioned API that are not JSON documents.
+NON_JSON = {"meta.metrics": "text/plain", "console.page": "text/html", "console.asset": "*/*"}
+
+
 def _operation(route: Route) -> dict[str, Any]:
     if not route.versioned:
+        media = NON_JSON.get(route.operation)
+        content = ({"application/json": {"schema": {"type": "object"}}} if media is None
+                   else {media: {"schema": {"type": "string"}}})
         return {
             "operationId": route.operation, "summary": route.summary,
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": {"description": "OK", "content": content},
                           "503": {"description": "Not ready", **_ERROR}},
         }
     names = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]

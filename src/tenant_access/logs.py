@@ -1,0 +1,94 @@
+"""Log output: JSON lines for machines, one readable line for people.
+
+Log shippers (journald, Docker, Kubernetes, Loki, CloudWatch) want one JSON object per line with
+stable field names; a person at a terminal wants a short line. So the format follows where stderr
+goes unless told (``--log-format``). Either way every request produces exactly one
+``tenant_access.access`` event whose fields (``request_id``, ``principal``, ``operation``,
+``status``, ``duration_ms``, ...) are passed as data, not parsed back out of a message.
+
+Nothing here decides *what* is logged: callers never pass keys, tokens or request bodies, and the
+canary test (``tests/http/test_canary.py``) checks the output of a whole session for planted keys.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+#: The request being served by the current task, so every record logged while serving it (not
+#: only the access event) can be tied to its answer's ``X-Request-Id``.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_access_request_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+#: The attribute of a log record that carries structured fields (``logger.info(..., extra={FIELDS: {...}})``).
+FIELDS = "fields"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time``, ``level``, ``logger``, ``message``, then the record's
+    structured fields, then ``exception`` when there is one. Field names never collide with the
+    fixed ones because structured fields cannot overwrite them."""
+
+    #: One encoder for every record (building one per call is a measurable share of a request).
+    _encoder = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: (whole second, its text): one tuple, so a record formatted on another thread never sees half an update.
+        self._second: tuple[int, str] = (-1, "")
+
+    def _time(self, created: float) -> str:
+        """UTC with milliseconds and ``Z``; the text up to the second is made once a second, not per record."""
+        second = int(created)
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self._time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                out.setdefault(key, value)
+        current = request_id.get()
+        if current is not None:
+            out.setdefault("request_id", current)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exception"] = record.exc_text
+        return self._encoder.encode(out)
+
+
+def wants_json(log_format: str, stream: TextIO) -> bool:
+    """``auto`` means JSON unless a person is watching: a terminal gets the readable line."""
+    if log_format != "auto":
+        return log_format == "json"
+    try:
+        return not stream.isatty()
+    except (AttributeError, ValueError):  # a closed or exotic stream: assume a machine reads it
+        return True
+
+
+def configure(level: str, log_format: str = "auto", stream: TextIO | None = None) -> None:
+    """Install one handler on the root logger (replacing any earlier one of ours), so uvicorn's
+    records and ours share a format."""
+    stream = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if wants_json(log_format, stream) else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
