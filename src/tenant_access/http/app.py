@@ -89,6 +89,7 @@ class App:
         if not self._opened:
             await self.store.open()
             self._opened = True
+            self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
 
