@@ -78,7 +78,7 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         while True:
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
                     response.read()
                 break
             except OSError:
@@ -103,7 +103,7 @@ class Server:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers={
             "Authorization": f"Bearer {self.token()}", "content-type": "application/json", **(headers or {})})
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
 
@@ -295,7 +295,7 @@ def report(results: list[dict[str, Any]]) -> str:
                      f"(one caller, a commit each; with 8 callers and group commit "
                      f"{r['store_group_commit_8_rps']:,.0f}/s)")
         lines.append(f"{'workload':<24}{'conn':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-                     f"{'×HTTP':>8}{'×store':>8}")
+                     f"{'xHTTP':>8}{'xstore':>8}")
         for key, fig in r["workloads"].items():
             label, conn = key.split("@")
             ratio_store = f"{fig['rps'] / ceiling_store:.2f}" if "regenerate" in label else ""
