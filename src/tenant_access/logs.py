@@ -16,6 +16,7 @@ import contextvars
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -70,6 +71,58 @@ class JsonFormatter(logging.Formatter):
         return self._encoder.encode(out)
 
 
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes in batches: at most every ``interval`` seconds, at once for
+    warnings and errors, and at exit. A write per request was a third of the cost of the cheapest
+    request; batching keeps every line and order, at the price of up to ``interval`` seconds of
+    access lines lost if the process is killed outright (the audit trail is in the database)."""
+
+    def __init__(self, stream: TextIO, interval: float = 0.1, limit: int = 64 * 1024) -> None:
+        super().__init__(stream)
+        self.interval = interval
+        self.limit = limit
+        self._pending: list[str] = []
+        self._size = 0
+        self._wake = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._flusher, name="log-flusher", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            self._size += len(line)
+            urgent = record.levelno >= logging.WARNING or self._size >= self.limit
+        if urgent:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if not self._pending:
+                return
+            text, self._pending, self._size = "".join(self._pending), [], 0
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stream: nothing left to tell
+                pass
+
+    def _flusher(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self.flush()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self.flush()
+        super().close()
+
+
 def wants_json(log_format: str, stream: TextIO) -> bool:
     """``auto`` means JSON unless a person is watching: a terminal gets the readable line."""
     if log_format != "auto":
@@ -84,11 +137,13 @@ def configure(level: str, log_format: str = "auto", stream: TextIO | None = None
     """Install one handler on the root logger (replacing any earlier one of ours), so uvicorn's
     records and ours share a format."""
     stream = stream if stream is not None else sys.stderr
-    handler = logging.StreamHandler(stream)
+    handler = BufferedStreamHandler(stream)
     handler.setFormatter(JsonFormatter() if wants_json(log_format, stream) else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, BufferedStreamHandler):
+            old.close()
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

@@ -99,7 +99,8 @@ class TenantAccess:
         found = await self.store.get_secrets(ref, name)
         if found is None:
             raise _service_missing(ref)
-        await self.store.record(event(actor, "access.list_secrets", _target(ref, name), service=ref))
+        await self.store.record(event(actor, "access.list_secrets", _target(ref, name), service=ref),
+                                durable=False)
         return found
 
     async def replace_access(
@@ -181,7 +182,9 @@ class TenantAccess:
     # -- audit -----------------------------------------------------------------------------------
 
     async def record(self, record: AuditEvent) -> None:
-        await self.store.record(record)
+        """Refusals and sign-in failures: committed, not flushed (a flood of bad credentials must
+        not cost a disk flush each)."""
+        await self.store.record(record, durable=False)
 
     async def list_audit(self, query: AuditQuery) -> list[AuditEvent]:
         """Records outlive services: a deleted service's trail stays readable."""

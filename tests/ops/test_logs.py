@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import json
 import logging
 from collections.abc import Iterator
@@ -130,6 +131,8 @@ def test_configure_replaces_the_handler() -> None:
         logs.configure("info", "json", first)
         logs.configure("info", "text", second)
         logging.getLogger("tenant_access.test_logs").info("once")
+        for handler in root.handlers:
+            handler.flush()
         assert first.getvalue() == ""
         assert "INFO    tenant_access.test_logs: once" in second.getvalue()
     finally:
@@ -138,3 +141,27 @@ def test_configure_replaces_the_handler() -> None:
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
+
+
+def test_lines_are_written_in_batches_but_warnings_at_once() -> None:
+    stream = io.StringIO()
+    handler = logs.BufferedStreamHandler(stream, interval=0.05)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("tenant_access.test_batches")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        log.info("first")
+        log.info("second")
+        assert stream.getvalue() == ""  # not yet: batched
+        log.warning("third")
+        assert stream.getvalue() == "INFO first\nINFO second\nWARNING third\n"  # order kept
+        log.info("fourth")
+        deadline = time.monotonic() + 5
+        while "fourth" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stream.getvalue().endswith("INFO fourth\n")  # the flusher wrote it unprompted
+    finally:
+        log.removeHandler(handler)
+        handler.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from tenant_access.domain.errors import InternalError, NotFound, Problems, Tenan
 from tenant_access.domain.models import ServiceRef
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import ROUTES
+from tenant_access.http.ids import new_request_id
 from tenant_access.http.request import Receive, Request, Scope, Send
 from tenant_access.http.responses import Response
 from tenant_access.http.routing import Route, Router
@@ -122,7 +122,7 @@ class App:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         logs.request_id.set(request_id)
         request: Request | None = None
         operation = "-"

@@ -22,6 +22,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tenant_access.domain.errors import HeadersTooLarge, TenantAccessError, UriTooLong, ValidationFailed
+from tenant_access.http.ids import new_request_id
 
 log = logging.getLogger("tenant_access.http")
 
@@ -53,12 +54,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refused = True
         self._disarm()
-        import uuid
 
         from tenant_access.http.app import _wire
 
         wire = _wire(self.api_style)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         response = wire.error(exc, None, request_id)
         wire.common_headers(response, None, request_id)
         head = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}"]

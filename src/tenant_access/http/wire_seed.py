@@ -23,11 +23,9 @@ REQUEST_ID_HEADER = "X-Request-Id"
 
 def rfc3339(value: _dt.datetime) -> str:
     """UTC with a ``Z``; microseconds only when there are any, matching the seed's example shape."""
-    value = value.astimezone(_dt.UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}"
-    return text + "Z"
+    if value.utcoffset():
+        value = value.astimezone(_dt.UTC)
+    return value.replace(tzinfo=None).isoformat() + "Z"  # isoformat omits zero microseconds, as wanted
 
 
 def service_data(svc: Service) -> dict[str, Any]:

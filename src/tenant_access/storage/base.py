@@ -65,8 +65,10 @@ class Store(Protocol):
         """Delete with everything it holds; ``audit`` is written only if something was deleted."""
         ...
 
-    async def record(self, event: AuditEvent) -> None:
-        """Write one audit record durably (reads of secrets, refused requests)."""
+    async def record(self, event: AuditEvent, *, durable: bool = True) -> None:
+        """Write one audit record (reads of secrets, refused requests), committed before this
+        returns. ``durable=False`` skips the flush to disk: a process crash cannot lose the record,
+        a power loss may lose the last ones."""
 
     async def list_audit(self, query: AuditQuery) -> list[AuditEvent]: ...
 

@@ -534,8 +534,13 @@ class PostgresStore:
 
     # -- audit ------------------------------------------------------------------------------------
 
-    async def record(self, event: AuditEvent) -> None:
-        await self._write(lambda conn: self._exec(conn, AUDIT_INSERT, audit_args(event)))
+    async def record(self, event: AuditEvent, *, durable: bool = True) -> None:
+        async def tx(conn: Conn) -> None:
+            if not durable:  # committed before the answer, but without waiting for the WAL flush
+                await conn.execute("SET LOCAL synchronous_commit TO off")
+            await self._exec(conn, AUDIT_INSERT, audit_args(event))
+
+        await self._write(tx)
 
     async def list_audit(self, query: AuditQuery) -> list[AuditEvent]:
         sql, args = audit_sql(query)

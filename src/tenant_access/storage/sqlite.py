@@ -71,11 +71,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class _Job:
-    __slots__ = ("fn", "future", "loop")
+    __slots__ = ("durable", "fn", "future", "loop")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop,
+                 durable: bool = True) -> None:
         self.fn = fn
         self.loop = loop
+        self.durable = durable
         self.future: asyncio.Future[Any] = loop.create_future()
 
 
@@ -97,6 +99,7 @@ class SqliteStore:
         self._cache = KeyCache()
         self._data_version: int | None = None
         self._reader: sqlite3.Connection | None = None
+        self._sync = "FULL"
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._read_lock = threading.Lock()
@@ -163,6 +166,13 @@ class SqliteStore:
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[BaseException | None, Any]] = []
         try:
+            # A batch of only secret-read and refusal records commits without fsync (it is still
+            # committed before anyone is answered, so a process crash loses none of it); any batch
+            # with a change in it is fsynced, which also makes every earlier commit durable.
+            sync = "FULL" if any(job.durable for job in batch) else "NORMAL"
+            if sync != self._sync:
+                conn.execute(f"PRAGMA synchronous={sync}")
+                self._sync = sync
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
                 conn.execute("SAVEPOINT job")
@@ -192,10 +202,10 @@ class SqliteStore:
         for job, (error, result) in zip(batch, outcomes, strict=True):
             job.loop.call_soon_threadsafe(_deliver, job.future, error, result)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         if self._thread is None:
             raise ServiceUnavailable("The store is not open.")
-        job = _Job(fn, asyncio.get_running_loop())
+        job = _Job(fn, asyncio.get_running_loop(), durable)
         self._queue.put(job)
         result: T = await asyncio.shield(job.future)
         return result
@@ -301,8 +311,8 @@ class SqliteStore:
 
     # -- audit ------------------------------------------------------------------------------------
 
-    async def record(self, event: AuditEvent) -> None:
-        await self._write(lambda conn: _insert_audit(conn, event))
+    async def record(self, event: AuditEvent, *, durable: bool = True) -> None:
+        await self._write(lambda conn: _insert_audit(conn, event), durable=durable)
 
     async def list_audit(self, query: AuditQuery) -> list[AuditEvent]:
         sql, args = audit_sql(query)
