@@ -80,7 +80,24 @@ class ApiVersion:
 
 
 def resolve(raw: str | None, operation: str) -> ApiVersion:
-    """Check ``raw`` for ``operation``; raise :class:`ValidationFailed` naming the query parameter."""
+    """Check ``raw`` for ``operation``; raise :class:`ValidationFailed` naming the query parameter.
+
+    Accepted answers are remembered (a handful of versions times a few operations), because every
+    request asks the same question."""
+    key = (raw, operation)
+    known = _ACCEPTED.get(key)
+    if known is not None:
+        return known
+    answer = _resolve(raw, operation)
+    if len(_ACCEPTED) < 4096:
+        _ACCEPTED[key] = answer
+    return answer
+
+
+_ACCEPTED: dict[tuple[str | None, str], ApiVersion] = {}
+
+
+def _resolve(raw: str | None, operation: str) -> ApiVersion:
     if raw is None or raw == "":
         raise ValidationFailed(
             "The api-version query parameter (?api-version=) is required for all requests.",

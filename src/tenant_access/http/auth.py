@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tenant_access.config import Settings
 from tenant_access.domain.errors import AuthenticationFailed, Forbidden, TooManyRequests
-from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
+from tenant_access.domain.models import AccessName, ServiceRef
 from tenant_access.http.request import Request
 from tenant_access.http.routing import Route
 from tenant_access.security import sas
@@ -46,6 +46,15 @@ UNAUTHORIZED_MESSAGE = (
 )
 #: Every refused credential gets exactly this challenge, whatever the reason.
 CHALLENGE = 'Bearer realm="tenant-access", error="invalid_token", SharedAccessSignature realm="tenant-access"'
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedSignature:
+    service: tuple[str, str, str]
+    uid: str
+    version_id: str
+    expiry: _dt.datetime
+    principal: Principal
 
 
 class Unauthenticated(AuthenticationFailed):
@@ -72,6 +81,7 @@ class Authenticator:
     requests: RateLimiter
     regenerations: RateLimiter
     _verified: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    _signatures: dict[str, _VerifiedSignature] = field(default_factory=dict)
     #: Told of every refused or throttled credential (the Authorization header, the reason), for metrics.
     on_failure: Callable[[str | None, str], None] | None = None
 
@@ -135,8 +145,13 @@ class Authenticator:
 
     async def _sas(self, value: str, params: dict[str, str]) -> Principal:
         """A SAS is valid only for routes of its own service, while ``access`` is enabled, until
-        expiry, and only while the key it was signed with is current."""
-        token = sas.parse_sas(value)
+        expiry, and only while the key it was signed with is current.
+
+        A verified signature is remembered with the key *version* that matched; it is accepted again
+        only while that version is still one of the configuration's two current keys (read through
+        the store's invalidated cache), the configuration is enabled, its principal id unchanged and
+        the expiry ahead. So a regeneration revokes it exactly as a full check would.
+        """
         if "serviceName" not in params:
             raise InvalidCredential("sas: this route is not a service's")
         ref = ServiceRef(params["subscriptionId"], params["resourceGroupName"], params["serviceName"])
@@ -144,14 +159,26 @@ class Authenticator:
         secrets = await self.store.get_secrets_cached(ref, AccessName.ACCESS)
         if secrets is None or not secrets.config.enabled:
             raise InvalidCredential("sas: no enabled access configuration")
-        if token.uid != secrets.config.principal_id:
+        config = secrets.config
+        now = _dt.datetime.now(_dt.UTC)
+        remembered = self._signatures.get(value)
+        if (remembered is not None and remembered.service == ref.key and remembered.uid == config.principal_id
+                and remembered.version_id in (config.primary_version_id, config.secondary_version_id)
+                and now < remembered.expiry):
+            return remembered.principal
+        token = sas.parse_sas(value)
+        if token.uid != config.principal_id:
             raise InvalidCredential("sas: uid is not the configuration's principal id")
-        sas.verify_sas(
+        version_id = sas.verify_sas(
             token,
-            [(KeySlot.PRIMARY, secrets.primary_key), (KeySlot.SECONDARY, secrets.secondary_key)],
-            _dt.datetime.now(_dt.UTC),
+            [(config.primary_version_id, secrets.primary_key), (config.secondary_version_id, secrets.secondary_key)],
+            now,
         )
-        return Principal.for_sas(token.uid, ref.resource_id)
+        principal = Principal.for_sas(token.uid, ref.resource_id)
+        if len(self._signatures) >= VERIFIED_TOKENS:
+            self._signatures.pop(next(iter(self._signatures)))
+        self._signatures[value] = _VerifiedSignature(ref.key, token.uid, version_id, token.expiry, principal)
+        return principal
 
     def authorize(self, principal: Principal, route: Route, request: Request) -> None:
         if not authorize(principal, route.operation, request.segments):

@@ -60,9 +60,16 @@ class Request:
     def query(self, name: str) -> str | None:
         """One query parameter; given twice is an error, not a silent pick."""
         if self._query is None:
+            raw = self.scope.get("query_string", b"").decode("latin-1")
             parsed: dict[str, list[str]] = {}
-            for key, value in parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
-                parsed.setdefault(key, []).append(value)
+            if "&" not in raw and "%" not in raw and "+" not in raw and ";" not in raw:
+                # The usual "api-version=2024-05-01": nothing for parse_qsl to decode.
+                key, sep, value = raw.partition("=")
+                if key or sep:
+                    parsed[key] = [value]
+            else:
+                for key, value in parse_qsl(raw, keep_blank_values=True):
+                    parsed.setdefault(key, []).append(value)
             self._query = parsed
         values = self._query.get(name)
         if not values:

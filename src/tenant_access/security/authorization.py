@@ -10,6 +10,7 @@ refused for every role, owner included, so an operation added to the router with
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -79,8 +80,11 @@ _SCOPE_LENGTHS = frozenset({0, 2, 4, 8})
 _MAX_NAME = 256
 
 
+@functools.lru_cache(maxsize=1024)
 def scope_segments(scope: str) -> tuple[str, ...]:
     """The lower-cased segments of a valid scope; raises ``ValueError`` for anything else.
+
+    Cached: every request checks its principal's scope, and a process sees few distinct scopes.
 
     Only the four documented shapes are accepted, so that a typo (``/subscription/x``) is refused
     when a token is issued instead of silently matching nothing, or worse, something else.
