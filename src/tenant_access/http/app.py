@@ -179,13 +179,11 @@ class App:
         self.metrics.observe(operation, status, elapsed)
         if access_log.isEnabledFor(logging.INFO):
             path = request.path[:300] if request else "-"
-            access_log.info(
-                "%s %s %s %d %.1fms %s %s", method, operation, path, status, elapsed * 1000, request_id, who,
-                extra={logs.FIELDS: {
-                    "event": "request", "request_id": request_id, "method": method, "path": path,
-                    "operation": operation, "status": status, "duration_ms": round(elapsed * 1000, 3),
-                    "principal": who, "client": request.client if request else "-",
-                }},
+            logs.access(
+                f"{method} {operation} {path} {status} {elapsed * 1000:.1f}ms {request_id} {who}",
+                {"event": "request", "request_id": request_id, "method": method, "path": path,
+                 "operation": operation, "status": status, "duration_ms": round(elapsed * 1000, 3),
+                 "principal": who, "client": request.client if request else "-"},
             )
 
     def _render(self, outcome: Outcome, ctx: Context) -> Response:
