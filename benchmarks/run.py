@@ -233,8 +233,9 @@ def run_backend(name: str, database_url: str | None, args: argparse.Namespace, s
             began = time.perf_counter()
             asyncio.run(_seed_services(data, database_url, services - 1))
             print(f"  seeded {services - 1} services in {time.perf_counter() - began:.1f}s", file=sys.stderr)
-        storage_ceiling = asyncio.run(_storage_ceiling(data / "ceiling", database_url, seconds))
-        grouped = asyncio.run(_storage_ceiling(data / "grouped", database_url, seconds, concurrency=8))
+        # One data dir (one master key) for everything: a PostgreSQL database is shared by all of them.
+        storage_ceiling = asyncio.run(_storage_ceiling(data, database_url, seconds))
+        grouped = asyncio.run(_storage_ceiling(data, database_url, seconds, concurrency=8))
         server = Server(data, database_url).start()
         try:
             result: dict[str, Any] = {"backend": name, "services": services, "start_s": server.started_in}
@@ -341,18 +342,22 @@ def main() -> None:
         args.seconds = 2.0
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
-    results = [run_backend("sqlite", None, args, 1)]
+    results: list[dict[str, Any]] = []
+
+    def run(name: str, url: str | None, services: int) -> None:
+        results.append(run_backend(name, url, args, services))
+        print(report(results[-1:]), flush=True)  # as it comes: a later failure loses nothing
+
+    run("sqlite", None, 1)
     if not args.quick:
-        results.append(run_backend("sqlite", None, args, 10))
-        results.append(run_backend("sqlite", None, args, args.scale))
+        run("sqlite", None, 10)
+        run("sqlite", None, args.scale)
     if args.postgres:
         with _postgres(args.postgres_url) as url:
-            results.append(run_backend("postgres", url, args, 1))
+            run("postgres", url, 1)
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                "processor": platform.processor() or platform.machine()}
-    text = report(results)
-    print(f"machine: {machine}")
-    print(text)
+    print(f"\nmachine: {machine}")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
