@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
-import time
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
