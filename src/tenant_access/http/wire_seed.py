@@ -8,6 +8,7 @@ down to unknown routes and server faults.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from typing import Any
 
 from tenant_access.domain.audit import AuditEvent
@@ -21,6 +22,7 @@ NAME = "seed"
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
+@functools.lru_cache(maxsize=4096)  # the same few timestamps are shown again and again
 def rfc3339(value: _dt.datetime) -> str:
     """UTC with a ``Z``; microseconds only when there are any, matching the seed's example shape."""
     if value.utcoffset():

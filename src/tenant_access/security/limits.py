@@ -58,8 +58,11 @@ class FailureLimiter:
         # Per address, the times of its last `limit` failures; older ones can no longer matter.
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._clean = Decision(True, remaining=limit)
 
     def check(self, address: str) -> Decision:
+        if address not in self._failures:  # the usual case, answered without the lock
+            return self._clean
         now = self._clock()
         with self._lock:
             times = self._recent(address, now)
