@@ -59,7 +59,10 @@ from tenant_access.storage.sql import (
     AUDIT_INSERT,
     CHECK_AAD,
     CHECK_PLAINTEXT,
+    CHECK_UPDATE,
     CONFIG_SELECT,
+    REENCRYPT_SELECT,
+    REENCRYPT_UPDATE,
     SERVICE_COLUMNS,
     aad,
     audit_args,
@@ -69,6 +72,7 @@ from tenant_access.storage.sql import (
     open_secret,
     parse_ts,
     pyformat,
+    reencrypted,
     service_from_row,
     ts,
     verify_master_key,
@@ -556,19 +560,11 @@ class PostgresStore:
         cipher, done, rewritten, last = self.cipher, 0, 0, ""
 
         async def batch(conn: Conn) -> tuple[str | None, int, int]:
-            rows = await self._all(
-                conn,
-                "SELECT id, service_id, access_name, slot, secret FROM key_versions "
-                "WHERE secret IS NOT NULL AND id > ? ORDER BY id LIMIT 200 FOR UPDATE", (last,),
-            )
-            changed = 0
-            for version_id, service_id, access_name, slot, token in rows:
-                if cipher.needs_reencryption(token):
-                    bound = aad(service_id, AccessName(access_name), KeySlot(slot), version_id)
-                    await self._exec(conn, "UPDATE key_versions SET secret = ? WHERE id = ?",
-                                     (cipher.encrypt(cipher.decrypt(token, bound), bound), version_id))
-                    changed += 1
-            return (rows[-1][0] if rows else None), len(rows), changed
+            rows = await self._all(conn, REENCRYPT_SELECT + " FOR UPDATE", (last,))
+            changed = reencrypted(cipher, rows)
+            for row in changed:
+                await self._exec(conn, REENCRYPT_UPDATE, row)
+            return (rows[-1][0] if rows else None), len(rows), len(changed)
 
         while True:
             cursor, seen, changed = await self._write(batch)
@@ -578,9 +574,7 @@ class PostgresStore:
             if cursor is None:
                 break
             last = cursor
-        await self._write(lambda conn: self._exec(
-            conn, "UPDATE store_meta SET value = ? WHERE name = 'master_key_check'",
-            (cipher.encrypt(CHECK_PLAINTEXT, CHECK_AAD),)))
+        await self._write(lambda conn: self._exec(conn, CHECK_UPDATE, (cipher.encrypt(CHECK_PLAINTEXT, CHECK_AAD),)))
         return rewritten
 
     # -- service principals ------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class _Cipher(Protocol):
 
     def decrypt(self, token: str, aad: bytes) -> bytes: ...
 
+    def needs_reencryption(self, token: str) -> bool: ...
+
 
 def ts(value: _dt.datetime) -> str:
     """Timestamps are stored as fixed-width UTC text, so they sort and compare as strings."""
@@ -132,6 +134,23 @@ def audit_sql(query: AuditQuery) -> tuple[str, list[Any]]:
 
 CHECK_PLAINTEXT = b"tenant-access master key check"
 CHECK_AAD = b"tenant-access/store-meta/master-key-check"
+
+#: One batch of a master-key rotation: the stored keys after ``?`` in id order (PostgreSQL adds FOR UPDATE).
+REENCRYPT_SELECT = ("SELECT id, service_id, access_name, slot, secret FROM key_versions "
+                    "WHERE secret IS NOT NULL AND id > ? ORDER BY id LIMIT 200")
+REENCRYPT_UPDATE = "UPDATE key_versions SET secret = ? WHERE id = ?"
+CHECK_UPDATE = "UPDATE store_meta SET value = ? WHERE name = 'master_key_check'"
+
+
+def reencrypted(cipher: _Cipher, rows: Sequence[Sequence[Any]]) -> list[tuple[str, str]]:
+    """``(new ciphertext, version id)`` for each row of a :data:`REENCRYPT_SELECT` batch that is
+    still under an older master key; the caller writes them with :data:`REENCRYPT_UPDATE`."""
+    out = []
+    for version_id, service_id, access_name, slot, token in rows:
+        if cipher.needs_reencryption(token):
+            bound = aad(service_id, AccessName(access_name), KeySlot(slot), version_id)
+            out.append((cipher.encrypt(cipher.decrypt(token, bound), bound), version_id))
+    return out
 
 #: Runs one ``?``-style statement; answers its first row (None when there is none or it has no result).
 FetchOne = Callable[[str, Sequence[Any]], "Sequence[Any] | None"]

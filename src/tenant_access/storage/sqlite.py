@@ -45,7 +45,18 @@ from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import CacheKey, KeyCache
-from tenant_access.storage.sql import AUDIT_INSERT, audit_args, audit_sql, parse_ts, ts, verify_master_key
+from tenant_access.storage.sql import (
+    AUDIT_INSERT,
+    CHECK_UPDATE,
+    REENCRYPT_SELECT,
+    REENCRYPT_UPDATE,
+    audit_args,
+    audit_sql,
+    parse_ts,
+    reencrypted,
+    ts,
+    verify_master_key,
+)
 from tenant_access.storage.sql import CHECK_AAD as _CHECK_AAD
 from tenant_access.storage.sql import CHECK_PLAINTEXT as _CHECK_PLAINTEXT
 from tenant_access.storage.sql import CONFIG_SELECT as _CONFIG_SELECT
@@ -327,18 +338,10 @@ class SqliteStore:
         cipher, done, rewritten, last = self.cipher, 0, 0, ""
 
         def batch(conn: sqlite3.Connection) -> tuple[str | None, int, int]:
-            rows = conn.execute(
-                "SELECT id, service_id, access_name, slot, secret FROM key_versions "
-                "WHERE secret IS NOT NULL AND id > ? ORDER BY id LIMIT 200", (last,),
-            ).fetchall()
-            changed = 0
-            for version_id, service_id, access_name, slot, token in rows:
-                if cipher.needs_reencryption(token):
-                    aad = _aad(service_id, AccessName(access_name), KeySlot(slot), version_id)
-                    conn.execute("UPDATE key_versions SET secret = ? WHERE id = ?",
-                                 (cipher.encrypt(cipher.decrypt(token, aad), aad), version_id))
-                    changed += 1
-            return (rows[-1][0] if rows else None), len(rows), changed
+            rows = conn.execute(REENCRYPT_SELECT, (last,)).fetchall()
+            changed = reencrypted(cipher, rows)
+            conn.executemany(REENCRYPT_UPDATE, changed)
+            return (rows[-1][0] if rows else None), len(rows), len(changed)
 
         while True:
             cursor, seen, changed = await self._write(batch)
@@ -350,8 +353,7 @@ class SqliteStore:
             last = cursor
 
         def check(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE store_meta SET value = ? WHERE name = 'master_key_check'",
-                         (cipher.encrypt(_CHECK_PLAINTEXT, _CHECK_AAD),))
+            conn.execute(CHECK_UPDATE, (cipher.encrypt(_CHECK_PLAINTEXT, _CHECK_AAD),))
 
         await self._write(check)
         return rewritten
