@@ -54,54 +54,47 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def provision_demo(settings: Settings) -> bool:
-    """Create the demo service on an empty store; answers whether it had to."""
-    from tenant_access.domain.audit import Actor
-    from tenant_access.domain.models import ServiceRef, ServiceSpec
+async def provision(settings: Settings, *, demo: bool, seed: Path | None) -> list[str]:
+    """Provision the demo service (on a store without it) and the seed file, as the system, in one
+    opening of the store before the server takes requests; answers the lines to print.
 
-    SYSTEM = Actor("tenant-access", "owner", "/", "system", "demo", "local")
-    from tenant_access.runtime import open_store_for
-    from tenant_access.service import TenantAccess
-
-    store = open_store_for(settings)
-    await store.open()
-    try:
-        app = TenantAccess(store)
-        if await store.list_services(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP):
-            return False
-        ref = ServiceRef(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, DEMO_SERVICE)
-        await app.put_service(SYSTEM, ref, ServiceSpec("westeurope", "Developer", 1, "admin@example.com", "Demo"))
-        return True
-    finally:
-        await store.close()
-
-
-async def provision_seed(settings: Settings, path: Path) -> str:
-    """Apply the seed file as the system before the server takes requests; answers a summary line.
-
-    A bad file stops the start with every problem named: a test rig that silently lacks a service
-    fails later and further from the cause.
+    A bad seed file stops the start with every problem named: a test rig that silently lacks a
+    service fails later and further from the cause.
     """
+    import dataclasses
+
     from tenant_access import seeding
     from tenant_access.domain.errors import TenantAccessError
+    from tenant_access.domain.models import ServiceRef, ServiceSpec
     from tenant_access.runtime import open_store_for
     from tenant_access.service import TenantAccess
 
-    try:
-        services = seeding.parse(seeding.load_file(path))
-    except seeding.SeedError as exc:
-        raise SystemExit(f"tenant-access: {path}: {exc}") from None
+    services = None
+    if seed is not None:
+        try:
+            services = seeding.parse(seeding.load_file(seed))
+        except seeding.SeedError as exc:
+            raise SystemExit(f"tenant-access: {seed}: {exc}") from None
     store = open_store_for(settings)
     await store.open()
+    lines = []
     try:
-        results = await seeding.apply(TenantAccess(store), seeding.SYSTEM, services)
-    except TenantAccessError as exc:
-        raise SystemExit(f"tenant-access: {path}: {exc.message}") from None
+        app = TenantAccess(store)
+        if demo and not await store.list_services(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP):
+            ref = ServiceRef(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, DEMO_SERVICE)
+            spec = ServiceSpec("westeurope", "Developer", 1, "admin@example.com", "Demo")
+            await app.put_service(dataclasses.replace(seeding.SYSTEM, request_id="demo"), ref, spec)
+        if services is not None:
+            try:
+                results = await seeding.apply(app, seeding.SYSTEM, services)
+            except TenantAccessError as exc:
+                raise SystemExit(f"tenant-access: {seed}: {exc.message}") from None
+            counts = {name: sum(r.result == name for r in results) for name in ("created", "updated", "unchanged")}
+            lines.append(f"seeded {len(results)} service(s) from {seed}: "
+                         + ", ".join(f"{n} {name}" for name, n in counts.items()))
     finally:
         await store.close()
-    counts = {name: sum(r.result == name for r in results) for name in ("created", "updated", "unchanged")}
-    return (f"seeded {len(results)} service(s) from {path}: "
-            + ", ".join(f"{n} {name}" for name, n in counts.items()))
+    return lines
 
 
 DEMO_TOKEN_LIFETIME = 3600
@@ -177,10 +170,9 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         log.warning("auth mode 'none': every request is served without authentication; use only on a test rig")
     sock = bind(settings.host, settings.port)
     listening = Listening(settings.host, sock.getsockname()[1], "https" if ssl_files else "http")
-    if demo:
-        asyncio.run(provision_demo(settings))
-    if settings.seed is not None:
-        print(asyncio.run(provision_seed(settings, settings.seed)), flush=True)
+    if demo or settings.seed is not None:
+        for line in asyncio.run(provision(settings, demo=demo, seed=settings.seed)):
+            print(line, flush=True)
     app = create_app(settings)
     if app.emulator is not None:
         log.warning("emulator controls are on at /_emulator/ (owner only): reset, state, seed, faults")
