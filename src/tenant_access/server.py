@@ -178,11 +178,15 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         log.warning("emulator controls are on at /_emulator/ (owner only): reset, state, seed, faults")
 
     def announce() -> None:
-        print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "
-              f"store: {app.store.describe()})", flush=True)
+        """The "listening" line comes last: a script that waits for it finds everything start-up
+        had to say (batched log lines included) already written."""
+        for handler in logging.getLogger().handlers:
+            handler.flush()
         if demo:
             print(demo_commands(listening.url, ssl_files[0] if ssl_files else None, demo_token(settings)),
                   flush=True)
+        print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "
+              f"store: {app.store.describe()})", flush=True)
 
     app.on_started = announce
     config = uvicorn.Config(
