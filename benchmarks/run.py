@@ -15,6 +15,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,14 +124,44 @@ class WrkResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+# Every unit wrk prints a time in (its units.c: us, ms, s, then m and h in sixties), in milliseconds.
+_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
 def _ms(text: str) -> float:
-    match = re.match(r"([\d.]+)(us|ms|s)$", text)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)", text)
     if not match:
-        return float("nan")
+        raise ValueError(f"not a wrk time: {text!r}")
     return float(match[1]) * _UNIT[match[2]]
+
+
+def _wrk_field(pattern: str, out: str, what: str) -> str:
+    """The first group of ``pattern`` (multiline) in wrk's output; an error naming the line if it is missing."""
+    match = re.search(pattern, out, re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"wrk output has no {what} line:\n{out}")
+    return match[1]
+
+
+def _percentile_ms(out: str, percent: int) -> float:
+    """A line of wrk's "Latency Distribution" block (``     99%    1.13ms``), nothing else.
+
+    Anchored to a whole line: an unanchored ``99%\\s+(\\S+)`` also matches the end of a "+/- Stdev"
+    figure in the "Thread Stats" block (``87.99%`` before a line break) and takes the next word."""
+    return _ms(_wrk_field(rf"^[ \t]*{percent}%[ \t]+(\S+)[ \t]*$", out, f"{percent}% latency"))
+
+
+def parse_wrk(out: str) -> WrkResult:
+    rps = float(_wrk_field(r"^Requests/sec:[ \t]+([\d.]+)", out, "Requests/sec"))
+    requests = int(_wrk_field(r"(\d+) requests in ", out, "requests"))
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx[1])
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    return WrkResult(rps, _percentile_ms(out, 50), _percentile_ms(out, 99), errors, requests)
 
 
 def wrk(url: str, *, connections: int, seconds: float, script: str) -> WrkResult:
@@ -144,21 +175,15 @@ def wrk(url: str, *, connections: int, seconds: float, script: str) -> WrkResult
         ).stdout
     finally:
         os.unlink(path)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
-    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
-    errors = 0
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        errors += int(non2xx[1])
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if sock:
-        errors += sum(int(x) for x in sock.groups())
-    return WrkResult(rps, p50, p99, errors, requests)
+    return parse_wrk(out)
 
 
-def lua(requests: list[tuple[str, str, dict[str, str]]]) -> str:
+Request = tuple[str, str, dict[str, str]]  # method, path, headers
+CONNECTIONS = (1, 8)
+HTTP_CEILING: list[Request] = [("GET", "/healthz", {})]
+
+
+def lua(requests: list[Request]) -> str:
     """A wrk script that sends the given (method, path, headers) requests, picked at random."""
     lines = ["local reqs = {}"]
     for i, (method, path, headers) in enumerate(requests, 1):
@@ -225,6 +250,26 @@ async def _seed_services(data_dir: Path, database_url: str | None, count: int) -
         await store.close()
 
 
+def measure_workloads(url: str, workloads: dict[str, list[Request]], seconds: float) -> dict[str, Any]:
+    """Each workload at each connection count, the HTTP ceiling measured immediately before it.
+
+    The same connection count and duration, and each workload is compared with the ceiling measured
+    next to it: a machine's throughput drifts during a run (±15 % on the one in docs/performance.md),
+    and a ratio to a ceiling measured minutes earlier would carry that drift."""
+    figures: dict[str, Any] = {}
+    ceilings: dict[str, list[float]] = {str(c): [] for c in CONNECTIONS}
+    for label, requests in workloads.items():
+        for connections in CONNECTIONS:
+            ceiling = wrk(url, connections=connections, seconds=seconds, script=lua(HTTP_CEILING))
+            res = wrk(url, connections=connections, seconds=seconds, script=lua(requests))
+            ceilings[str(connections)].append(ceiling.rps)
+            figures[f"{label}@{connections}"] = {**res.__dict__, "http_ceiling": ceiling.__dict__,
+                                                 "x_http": res.rps / ceiling.rps}
+    # Every ceiling measurement in run order, by connection count (string keys, as they read back from JSON).
+    return {"workloads": figures,
+            "http_ceiling": {c: {"rps": runs, "median_rps": statistics.median(runs)} for c, runs in ceilings.items()}}
+
+
 def run_backend(name: str, database_url: str | None, args: argparse.Namespace, services: int) -> dict[str, Any]:
     seconds = args.seconds
     with tempfile.TemporaryDirectory(prefix="tenant-access-bench-") as tmp:
@@ -256,8 +301,7 @@ def run_backend(name: str, database_url: str | None, args: argparse.Namespace, s
             sas = make_sas("integration", keys["primary_key"], dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
             bearer = {"Authorization": f"Bearer {server.token()}"}
             json_ct = {"content-type": "application/json"}
-            workloads = {
-                "http_ceiling": [("GET", "/healthz", {})],
+            workloads: dict[str, list[Request]] = {
                 "regenerate_secondary": [("POST", f"{path}/tenant/access/regenerateSecondaryKey?{API}", bearer)],
                 "get_access": [("GET", f"{path}/tenant/access?{API}", bearer)],
                 "list_secrets": [("POST", f"{path}/tenant/access/listSecrets?{API}", bearer)],
@@ -267,12 +311,7 @@ def run_backend(name: str, database_url: str | None, args: argparse.Namespace, s
                 + [("POST", f"{path}/tenant/gitAccess/listSecrets?{API}", bearer)]
                 + [("POST", f"{path}/tenant/gitAccess/regenerateSecondaryKey?{API}", {**bearer, **json_ct})] * 2,
             }
-            figures: dict[str, Any] = {}
-            for label, requests in workloads.items():
-                for connections in (1, 8):
-                    res = wrk(server.url, connections=connections, seconds=seconds, script=lua(requests))
-                    figures[f"{label}@{connections}"] = res.__dict__
-            result["workloads"] = figures
+            result.update(measure_workloads(server.url, workloads, seconds))
             # Growth after 10,000 regenerations (the SAS one rotates gitAccess, not the signing key).
             rss_before = _rss_kib(server.proc.pid)  # type: ignore[union-attr]
             script = lua([("POST", f"{path}/tenant/gitAccess/regeneratePrimaryKey?{API}", bearer)])
@@ -293,25 +332,31 @@ def run_backend(name: str, database_url: str | None, args: argparse.Namespace, s
 
 
 def report(results: list[dict[str, Any]]) -> str:
+    """The printed tables, from the result dicts (as returned by run_backend or read back from the JSON)."""
     lines = []
     for r in results:
-        ceiling_http = r["workloads"]["http_ceiling@8"]["rps"]
         ceiling_store = r["storage_ceiling_rps"]
         lines.append(f"\n== {r['backend']}, {r['services']} service(s)")
         lines.append(f"start to first answer {r['start_s'] * 1000:.0f} ms; first call {r['first_call_ms']:.1f} ms "
                      f"(then the first seed call {r['first_seed_call_ms']:.1f} ms); "
                      f"idle RSS {r['idle_rss_mib']:.1f} MiB; after {r['regenerations_for_rss']} regenerations "
                      f"{r['rss_after_regenerations_mib']:.1f} MiB ({r['rss_growth_pct']:+.1f} %)")
-        lines.append(f"HTTP ceiling {ceiling_http:,.0f} req/s; storage ceiling {ceiling_store:,.0f} rotations/s "
-                     f"(one caller, a commit each; with 8 callers and group commit "
-                     f"{r['store_group_commit_8_rps']:,.0f}/s)")
+        ceilings = "; ".join(f"{conn} conn median {c['median_rps']:,.0f} req/s "
+                             f"({min(c['rps']):,.0f}-{max(c['rps']):,.0f}, {len(c['rps'])} runs)"
+                             for conn, c in r["http_ceiling"].items())
+        lines.append(f"HTTP ceiling (GET /healthz, run just before each row): {ceilings}")
+        lines.append(f"storage ceiling {ceiling_store:,.0f} rotations/s (one caller, a commit each; with 8 callers "
+                     f"and group commit {r['store_group_commit_8_rps']:,.0f}/s)")
         lines.append(f"{'workload':<24}{'conn':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-                     f"{'xHTTP':>8}{'xstore':>8}")
+                     f"{'ceiling':>10}{'xHTTP':>8}{'xstore':>8}")
         for key, fig in r["workloads"].items():
             label, conn = key.split("@")
             ratio_store = f"{fig['rps'] / ceiling_store:.2f}" if "regenerate" in label else ""
             lines.append(f"{label:<24}{conn:>5}{fig['rps']:>10,.0f}{fig['p50_ms']:>9.2f}{fig['p99_ms']:>9.2f}"
-                         f"{fig['errors']:>8}{fig['rps'] / ceiling_http:>8.2f}{ratio_store:>8}")
+                         f"{fig['errors']:>8}{fig['http_ceiling']['rps']:>10,.0f}{fig['x_http']:>8.2f}"
+                         f"{ratio_store:>8}")
+        lines.append("ceiling: GET /healthz req/s measured just before the row; xHTTP: req/s over that ceiling; "
+                     "xstore: over the storage ceiling")
     return "\n".join(lines)
 
 
@@ -320,10 +365,10 @@ def _postgres(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    import pgserver  # type: ignore[import-not-found]
+    from pgserver.postgres_server import get_server
 
     with tempfile.TemporaryDirectory(prefix="tenant-access-bench-pg-") as tmp:
-        pg = pgserver.get_server(tmp, cleanup_mode="stop")
+        pg = get_server(tmp, cleanup_mode="stop")
         try:
             yield pg.get_uri()
         finally:
