@@ -37,6 +37,9 @@ log = logging.getLogger("tenant_access.http")
 ANONYMOUS = Principal.anonymous()
 UNAUTHENTICATED = Actor("unauthenticated", "-", "-", "-", "-", "-")
 access_log = logging.getLogger("tenant_access.access")
+#: How many (method, path) pairs the router remembers, and for paths of at most how many bytes.
+KNOWN_PATHS = 8192
+MAX_KNOWN_PATH = 512
 
 
 def _wire(style: str) -> ModuleType:
@@ -82,6 +85,7 @@ class App:
         self._mode_header = None if settings.auth == "strict" else (
             "x-tenant-access-auth", f"{settings.auth} (credentials are not fully checked)")
         self._opened = False
+        self._known_paths: dict[tuple[str, bytes], tuple[Route, dict[str, str]]] = {}
         #: Called once the store is open; the server prints its "listening" line from here.
         self.on_started: Callable[[], None] | None = None
 
@@ -129,7 +133,7 @@ class App:
         who = "-"
         try:
             request = Request(scope, receive, request_id, self.settings.max_body_bytes)
-            route, params = self.router.resolve(request.method, request.segments)
+            route, params, checked = self._resolve(request)
             operation = route.operation
             principal = ANONYMOUS
             if not route.public:
@@ -139,7 +143,7 @@ class App:
                     await self._record_refusal(UNAUTHENTICATED, request, route, params, exc)
                     raise
                 who = principal.sub
-            version = self._check(route, request, params)
+            version = self._check(route, request, params, checked=checked)
             actor = Actor(principal.sub, principal.role.value, principal.scope, principal.kind.value, request_id,
                           request.client)
             if not route.public:
@@ -207,9 +211,30 @@ class App:
         except Exception:
             log.warning("could not record a refused request (request %s)", request.request_id)
 
-    def _check(self, route: Route, request: Request, params: dict[str, str]) -> api_versions.ApiVersion | None:
+    def _resolve(self, request: Request) -> tuple[Route, dict[str, str], bool]:
+        """The route and its path parameters, and whether they are already known to follow their
+        rules. Routing and the path's rules depend on nothing but method and path, and clients call
+        the same few paths again and again, so a path that passed both is remembered (see
+        :meth:`_remember`)."""
+        known = self._known_paths.get((request.method, request.raw_path))
+        if known is not None:
+            return known[0], dict(known[1]), True
+        route, params = self.router.resolve(request.method, request.segments)
+        return route, params, False
+
+    def _remember(self, request: Request, route: Route, params: dict[str, str]) -> None:
+        """A bounded number of short paths; the memory is emptied when full."""
+        if len(request.raw_path) > MAX_KNOWN_PATH:
+            return
+        if len(self._known_paths) >= KNOWN_PATHS:
+            self._known_paths.clear()
+        self._known_paths[(request.method, request.raw_path)] = (route, dict(params))
+
+    def _check(self, route: Route, request: Request, params: dict[str, str], *,
+               checked: bool = False) -> api_versions.ApiVersion | None:
         """The api-version and every path parameter, checked together so one answer names all
-        that is wrong. Handlers receive parameters that already follow their rules."""
+        that is wrong. Handlers receive parameters that already follow their rules; ``checked``
+        parameters (of a path remembered by :meth:`_remember`) already did."""
         problems = Problems()
         version = None
         version_error: ValidationFailed | None = None
@@ -219,12 +244,15 @@ class App:
             except ValidationFailed as exc:
                 version_error = exc
                 problems.items.extend(exc.details)
-        rules.check_path_params(params, problems)
+        if not checked:
+            rules.check_path_params(params, problems)
         if problems.items:
             if version_error is not None:
                 version_error.details = problems.items
                 raise version_error
             problems.raise_if_any()
+        if not checked:
+            self._remember(request, route, params)
         return version
 
 

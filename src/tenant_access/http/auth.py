@@ -40,6 +40,9 @@ log = logging.getLogger("tenant_access.auth")
 
 #: How many verified bearer tokens are remembered (a few hundred bytes each).
 VERIFIED_TOKENS = 4096
+#: How many authorization decisions are remembered, and for paths of at most how many bytes.
+DECISIONS = 8192
+MAX_REMEMBERED_PATH = 512
 UNAUTHORIZED_MESSAGE = (
     "Authentication failed. Send 'Authorization: Bearer <token>' or "
     "'Authorization: SharedAccessSignature uid=...&ex=...&sn=...'."
@@ -82,6 +85,7 @@ class Authenticator:
     regenerations: RateLimiter
     _verified: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _signatures: dict[str, _VerifiedSignature] = field(default_factory=dict)
+    _decisions: dict[tuple[Principal, str, bytes], bool] = field(default_factory=dict)
     #: Told of every refused or throttled credential (the Authorization header, the reason), for metrics.
     on_failure: Callable[[str | None, str], None] | None = None
 
@@ -96,14 +100,20 @@ class Authenticator:
                 "Too many failed authentication attempts from this address; retry later.",
                 retry_after=decision.retry_after,
             )
+        header = request.headers.get("authorization")
         try:
-            credential = read_authorization(request.headers.get("authorization"))
-            if credential is None:
-                raise InvalidCredential("no credential")
-            if credential.scheme is Scheme.BEARER:
-                principal = self._bearer(credential.value)
+            # A bearer token seen before is recognised by the whole header, before any parsing.
+            remembered = self._verified.get(header) if header is not None else None
+            if remembered is not None and time.time() < remembered[1]:
+                principal = remembered[0]
             else:
-                principal = await self._sas(credential.value, params)
+                credential = read_authorization(header)
+                if credential is None:
+                    raise InvalidCredential("no credential")
+                if credential.scheme is Scheme.BEARER:
+                    principal = self._bearer(credential.value, header)
+                else:
+                    principal = await self._sas(credential.value, params)
         except InvalidCredential as exc:
             self.failures.record_failure(request.client)
             log.info("authentication failed from %s: %s", request.client, exc.reason)
@@ -128,19 +138,17 @@ class Authenticator:
         with contextlib.suppress(InvalidCredential):
             self.verifier.verify("e30.e30.e30")
 
-    def _bearer(self, token: str) -> Principal:
-        """Verified tokens are remembered until they expire: a signature check costs more than the
-        rest of a read, and a token's verdict cannot change before its ``exp`` (keys are fixed for
-        the life of the process). Only successes are remembered, and only a bounded number."""
-        cached = self._verified.get(token)
-        now = time.time()
-        if cached is not None and now < cached[1]:
-            return cached[0]
+    def _bearer(self, token: str, header: str | None) -> Principal:
+        """Verified tokens are remembered (by the whole ``Authorization`` header) until they
+        expire: a signature check costs more than the rest of a read, and a token's verdict cannot
+        change before its ``exp`` (keys are fixed for the life of the process). Only successes are
+        remembered, and only a bounded number."""
         assert self.verifier is not None
-        principal, expires = self.verifier.verify_until(token, now=now)
-        if len(self._verified) >= VERIFIED_TOKENS:
-            self._verified.pop(next(iter(self._verified)))
-        self._verified[token] = (principal, expires)
+        principal, expires = self.verifier.verify_until(token, now=time.time())
+        if header is not None:
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[header] = (principal, expires)
         return principal
 
     async def _sas(self, value: str, params: dict[str, str]) -> Principal:
@@ -181,7 +189,17 @@ class Authenticator:
         return principal
 
     def authorize(self, principal: Principal, route: Route, request: Request) -> None:
-        if not authorize(principal, route.operation, request.segments):
+        """The decision is a pure function of principal, operation and path, so it is remembered
+        for short paths (a bounded number of them)."""
+        key = (principal, route.operation, request.raw_path)
+        allowed = self._decisions.get(key)
+        if allowed is None:
+            allowed = authorize(principal, route.operation, request.segments)
+            if len(request.raw_path) <= MAX_REMEMBERED_PATH:
+                if len(self._decisions) >= DECISIONS:
+                    self._decisions.clear()
+                self._decisions[key] = allowed
+        if not allowed:
             raise forbidden(principal, route.operation)
         if self.requests.enabled or self.regenerations.enabled:
             self._throttle(principal, route)

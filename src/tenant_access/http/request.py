@@ -23,8 +23,8 @@ MAX_JSON_DEPTH = 32
 
 
 class Request:
-    __slots__ = ("_body", "_query", "_receive", "body_limit", "client", "headers", "method", "raw_path",
-                 "request_id", "scope", "segments")
+    __slots__ = ("_body", "_query", "_receive", "_segments", "body_limit", "client", "headers", "method",
+                 "raw_path", "request_id", "scope")
 
     def __init__(self, scope: Scope, receive: Receive, request_id: str, body_limit: int) -> None:
         self.scope = scope
@@ -34,12 +34,7 @@ class Request:
         self.method: str = scope["method"]
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         self.raw_path: bytes = raw.split(b"?", 1)[0]
-        # Split before decoding: an encoded slash stays inside its segment (and then fails its rule).
-        parts = self.raw_path.split(b"/")[1:]
-        if b"%" in self.raw_path:
-            self.segments: list[str] = [unquote_to_bytes(part).decode("utf-8") for part in parts]
-        else:
-            self.segments = [part.decode("utf-8") for part in parts]
+        self._segments: list[str] | None = None
         self.headers: dict[str, str] = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())
         }
@@ -47,6 +42,21 @@ class Request:
         self.client: str = client[0] if client else "-"
         self._query: dict[str, list[str]] | None = None
         self._body: bytes | None = None
+
+    @property
+    def segments(self) -> list[str]:
+        """The path's segments, decoded; raises ``UnicodeDecodeError`` for a path that is not UTF-8.
+
+        Computed on first use: a request whose route the app already knows by its raw path never
+        needs them."""
+        if self._segments is None:
+            # Split before decoding: an encoded slash stays inside its segment (and then fails its rule).
+            parts = self.raw_path.split(b"/")[1:]
+            if b"%" in self.raw_path:
+                self._segments = [unquote_to_bytes(part).decode("utf-8") for part in parts]
+            else:
+                self._segments = [part.decode("utf-8") for part in parts]
+        return self._segments
 
     def header_values(self, name: str) -> list[str]:
         """Every value of one header, in order (``headers`` keeps only the last of repeated ones)."""

@@ -23,7 +23,7 @@ from tenant_access.domain.models import AccessConfig, Secrets, Service, ServiceR
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import Page
 from tenant_access.http.request import Request
-from tenant_access.http.responses import Response, json_response
+from tenant_access.http.responses import Rendered, Response, json_response
 
 NAME = "azure"
 SERVICE_TYPE = "Microsoft.ApiManagement/service"
@@ -62,6 +62,9 @@ def access_body(config: AccessConfig) -> dict[str, Any]:
         "name": config.name.value,
         "properties": {"principalId": config.principal_id, "enabled": config.enabled},
     }
+
+
+_access_answer: Rendered[AccessConfig] = Rendered(access_body)
 
 
 def secrets_body(secrets: Secrets) -> dict[str, Any]:
@@ -165,7 +168,7 @@ def render(outcome: Outcome, ctx: Context) -> Response:
     if kind == "access":
         if ctx.request.method == "PATCH" and _before(served, PATCH_RETURNS_BODY_FROM):
             return _empty(204).header("ETag", _etag(value.etag))
-        return json_response(200, access_body(value)).header("ETag", _etag(value.etag))
+        return Response(200, _access_answer(value)).header("ETag", _etag(value.etag))
     if kind == "access_etag":
         return _empty(200).header("ETag", _etag(value.etag))
     if kind == "secrets":

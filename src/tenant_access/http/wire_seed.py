@@ -16,7 +16,7 @@ from tenant_access.domain.errors import TenantAccessError
 from tenant_access.domain.models import AccessConfig, Rotation, Secrets, Service, ServiceRef
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.request import Request
-from tenant_access.http.responses import Response, json_response
+from tenant_access.http.responses import Rendered, Response, json_response
 
 NAME = "seed"
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -114,6 +114,9 @@ def _ok(status: int, data: Any) -> Response:
     return json_response(status, {"success": True, "data": data})
 
 
+_access_answer: Rendered[AccessConfig] = Rendered(lambda config: {"success": True, "data": access_data(config)})
+
+
 def _etag(config: AccessConfig) -> str:
     return f'"{config.etag}"'
 
@@ -123,7 +126,7 @@ def render(outcome: Outcome, ctx: Context) -> Response:
     if kind == "rotation":
         return _ok(200, rotation_data(value))
     if kind == "access":
-        return _ok(200, access_data(value)).header("ETag", _etag(value))
+        return Response(200, _access_answer(value)).header("ETag", _etag(value))
     if kind == "access_etag":
         return Response(200, content_type=None).header("ETag", _etag(value))
     if kind == "secrets":

@@ -35,10 +35,13 @@ def read_authorization(header: str | None) -> Credential | None:
     if len(header) > MAX_HEADER_CHARS:
         raise InvalidCredential("authorization header too long")
     name, _, value = header.strip().partition(" ")
+    scheme = _SCHEMES.get(name.lower())
+    if scheme is None:
+        raise InvalidCredential("unsupported authorization scheme")
     value = value.strip()
-    for scheme in Scheme:
-        if name.lower() == scheme.value.lower():
-            if not value:
-                raise InvalidCredential(f"{scheme.value} without a credential")
-            return Credential(scheme, value)
-    raise InvalidCredential("unsupported authorization scheme")
+    if not value:
+        raise InvalidCredential(f"{scheme.value} without a credential")
+    return Credential(scheme, value)
+
+
+_SCHEMES = {scheme.value.lower(): scheme for scheme in Scheme}
