@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tenant_access.config import Settings
+from tenant_access.security.errors import UnknownMasterKey
 from tenant_access.storage.base import Store, open_store
 
 if TYPE_CHECKING:
@@ -77,8 +78,6 @@ class FileKeyring:
         return self._keyring.encrypt(plaintext, aad)
 
     def decrypt(self, token: str, aad: bytes) -> bytes:
-        from tenant_access.security.errors import UnknownMasterKey
-
         try:
             return self._keyring.decrypt(token, aad)
         except UnknownMasterKey:

@@ -96,11 +96,10 @@ class TenantAccess:
 
     async def list_secrets(self, actor: Actor, ref: ServiceRef, name: AccessName) -> Secrets:
         """Keys leave the store only after the read is on record: no audit, no keys."""
-        found = await self.store.get_secrets(ref, name)
+        found = await self.store.read_secrets(ref, name, event(actor, "access.list_secrets", _target(ref, name),
+                                                                service=ref))
         if found is None:
             raise _service_missing(ref)
-        await self.store.record(event(actor, "access.list_secrets", _target(ref, name), service=ref),
-                                durable=False)
         return found
 
     async def replace_access(

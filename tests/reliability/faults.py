@@ -30,7 +30,7 @@ from tenant_access.storage.base import Store
 T = TypeVar("T")
 KINDS = ("unavailable", "lost-answer", "in-transaction")
 #: Store methods that write; only these can lose an answer or fail inside a transaction.
-WRITES = frozenset({"put_service", "delete_service", "record", "modify_access", "add_principal"})
+WRITES = frozenset({"put_service", "delete_service", "record", "read_secrets", "modify_access", "add_principal"})
 #: Writes whose decision runs inside the transaction (the wrapper can fail from in there).
 DECIDING = frozenset({"put_service", "modify_access"})
 #: Not faulted: opening and closing are the test's own business.

@@ -7,9 +7,9 @@ its record (or a record without its rotation) cannot exist. They name key *versi
 from __future__ import annotations
 
 import datetime as _dt
-import secrets
 from dataclasses import dataclass
 
+from tenant_access.domain.keys import ordered_id
 from tenant_access.domain.models import ServiceRef
 
 
@@ -58,7 +58,7 @@ def event(
     at: _dt.datetime | None = None,
 ) -> AuditEvent:
     return AuditEvent(
-        id=secrets.token_hex(12),
+        id=ordered_id(),
         at=at or _dt.datetime.now(_dt.UTC),
         principal=actor.principal,
         role=actor.role,

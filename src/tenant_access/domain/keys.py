@@ -9,6 +9,7 @@ import base64
 import datetime as _dt
 import hmac
 import secrets
+import time
 
 KEY_BYTES = 64
 
@@ -20,7 +21,18 @@ def new_key() -> str:
 
 def new_version_id() -> str:
     """An opaque, unique key-version id (24 hex characters, the shape of Azure's own ids)."""
-    return secrets.token_hex(12)
+    return ordered_id()
+
+
+def ordered_id() -> str:
+    """24 hex characters: the time in milliseconds (12), then 48 random bits (12).
+
+    Unique like a random id, but a later id sorts after an earlier one, so a new row lands at the
+    end of its table's index rather than on a random page of it: a commit rewrites one index page
+    instead of one per row, and the write-ahead log and its checkpoints shrink accordingly. The
+    time it shows is no secret: every record carries its creation time anyway.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
 
 
 def new_etag() -> str:

@@ -89,6 +89,12 @@ class Store(Protocol):
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None: ...
 
+    async def read_secrets(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> Secrets | None:
+        """The keys, read in the transaction that records ``audit`` (committed, though not
+        necessarily fsynced, before this returns): no record, no keys. ``None``, and no record,
+        when the configuration does not exist."""
+        ...
+
     async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         """``get_secrets`` for checking credentials (shared access signatures), possibly from a cache.
 

@@ -1,4 +1,5 @@
-"""A small cache of decrypted access keys, for validating shared access signatures.
+"""Small caches of what the store holds: decrypted access keys, for validating shared access
+signatures, and (on SQLite) access configurations, for ``GET``.
 
 Each adapter decides when an entry may still be used: SQLite while ``PRAGMA data_version`` has not
 moved (exact, across processes sharing the file); PostgreSQL while its ``LISTEN`` connection is up
@@ -12,8 +13,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from tenant_access.domain.models import Secrets
+
+V = TypeVar("V")
 
 CacheKey = tuple[str, str, str, str]  # subscription, resource group, service (lower-cased), access name
 
@@ -26,22 +30,22 @@ class Ticket:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
-    secrets: Secrets
+class _Entry(Generic[V]):
+    value: V
     loaded_at: float
 
 
-class KeyCache:
+class Cache(Generic[V]):
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, _Entry[V]] = OrderedDict()
         self._generations: dict[CacheKey, int] = {}
         self._epoch = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: CacheKey, max_age: float) -> Secrets | None:
+    def get(self, key: CacheKey, max_age: float) -> V | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -49,16 +53,16 @@ class KeyCache:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        return entry.secrets
+        return entry.value
 
     def ticket(self, key: CacheKey) -> Ticket:
         """Take before reading the database; :meth:`put` stores only if nothing was invalidated since."""
         return Ticket(key, self._epoch, self._generations.get(key, 0))
 
-    def put(self, ticket: Ticket, secrets: Secrets) -> bool:
+    def put(self, ticket: Ticket, value: V) -> bool:
         if ticket.epoch != self._epoch or ticket.generation != self._generations.get(ticket.key, 0):
             return False
-        self._entries[ticket.key] = _Entry(secrets, time.monotonic())
+        self._entries[ticket.key] = _Entry(value, time.monotonic())
         self._entries.move_to_end(ticket.key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -71,15 +75,19 @@ class KeyCache:
             # Forgetting generations is safe only together with voiding every outstanding ticket.
             self.clear()
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self._generations.clear()
+        self._epoch += 1
+
+
+class KeyCache(Cache[Secrets]):
+    """Decrypted keys, for validating shared access signatures."""
+
     def holds(self, key: CacheKey, versions: tuple[str, str], etag: str) -> bool:
         """Whether the entry for ``key`` is exactly this state (so a notification of it changes nothing)."""
         entry = self._entries.get(key)
         if entry is None:
             return False
-        config = entry.secrets.config
+        config = entry.value.config
         return (config.primary_version_id, config.secondary_version_id) == versions and config.etag == etag
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._generations.clear()
-        self._epoch += 1

@@ -64,12 +64,12 @@ from tenant_access.storage.sql import (
     REENCRYPT_SELECT,
     REENCRYPT_UPDATE,
     SERVICE_COLUMNS,
+    OpenedKeys,
     aad,
     audit_args,
     audit_from_row,
     audit_sql,
     config_from_row,
-    open_secret,
     parse_ts,
     pyformat,
     reencrypted,
@@ -276,6 +276,7 @@ class PostgresStore:
         self._params = connection_params(url)
         self._pool: _Pool | None = None
         self._cache = KeyCache()
+        self._opened = OpenedKeys()
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._closing = False
@@ -613,6 +614,18 @@ class PostgresStore:
         row = await self._read(lambda c: self._one(c, CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)))
         return self._secrets(row) if row else None
 
+    async def read_secrets(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> Secrets | None:
+        async def tx(conn: Conn) -> Secrets | None:
+            row = await self._one(conn, CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value))
+            if row is None:
+                return None
+            # Committed before the answer, but without waiting for the WAL flush (see record).
+            await conn.execute("SET LOCAL synchronous_commit TO off")
+            await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            return self._secrets(row)
+
+        return await self._write(tx)
+
     async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         key: CacheKey = (*ref.key, name.value)
         max_age = FRESH_TTL if self._listening.is_set() else STALE_TTL
@@ -630,9 +643,10 @@ class PostgresStore:
         service_id = row[15]
         return Secrets(
             config,
-            open_secret(self.cipher, row[13], service_id, config.name, KeySlot.PRIMARY, config.primary_version_id),
-            open_secret(self.cipher, row[14], service_id, config.name, KeySlot.SECONDARY,
-                        config.secondary_version_id),
+            self._opened.open(self.cipher, row[13], service_id, config.name, KeySlot.PRIMARY,
+                              config.primary_version_id),
+            self._opened.open(self.cipher, row[14], service_id, config.name, KeySlot.SECONDARY,
+                              config.secondary_version_id),
         )
 
     async def _insert_version(self, conn: Conn, service_id: str, version: KeyVersion) -> None:

@@ -30,7 +30,7 @@ class _Cipher(Protocol):
 
 def ts(value: _dt.datetime) -> str:
     """Timestamps are stored as fixed-width UTC text, so they sort and compare as strings."""
-    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(_dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_ts(value: str) -> _dt.datetime:
@@ -83,7 +83,37 @@ def config_from_row(row: Sequence[Any]) -> AccessConfig:
 
 def aad(service_id: str, name: AccessName, slot: KeySlot, version_id: str) -> bytes:
     """What a key's ciphertext is bound to: its version, service, configuration and slot."""
-    return f"tenant-access/key-version/{version_id}/{service_id}/{name.value}/{slot.value}".encode()
+    # The names are StrEnums: formatted, they are their values.
+    return f"tenant-access/key-version/{version_id}/{service_id}/{name}/{slot}".encode()
+
+
+class OpenedKeys:
+    """Keys already decrypted, by their exact ciphertext and associated data.
+
+    Decryption is a pure function of those two and the master key, so answering a repeated
+    ciphertext from memory gives exactly what decrypting it again would; anything altered, copied
+    from another record or re-encrypted is a different entry and is decrypted (and verified) anew.
+    It holds nothing the process could not already decrypt at will with the master key it holds.
+    Bounded; emptied when full.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._max = max_entries
+        self._keys: dict[tuple[str, bytes], str] = {}
+
+    def open(self, cipher: _Cipher, token: str | None, service_id: str, name: AccessName, slot: KeySlot,
+             version_id: str) -> str:
+        if token is None:
+            raise InternalError("A current key has no stored material.")
+        bound = aad(service_id, name, slot, version_id)
+        known = self._keys.get((token, bound))
+        if known is not None:
+            return known
+        key = open_secret(cipher, token, service_id, name, slot, version_id)
+        if len(self._keys) >= self._max:
+            self._keys.clear()
+        self._keys[(token, bound)] = key
+        return key
 
 
 def open_secret(cipher: _Cipher, token: str | None, service_id: str, name: AccessName, slot: KeySlot,
