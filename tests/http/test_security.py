@@ -240,3 +240,26 @@ def test_relaxed_modes_say_so_on_every_answer(db_backend: Backend, tmp_path: Pat
         assert "WARNING" in server.log()
     finally:
         server.stop()
+
+
+def test_remembered_routes_and_decisions_answer_like_the_first_time(server: ServerProcess, svc: str) -> None:
+    """The server remembers checked paths, verified bearer headers and authorization decisions.
+    The same path, asked again by other principals, in other spellings and with other query
+    strings, must be decided afresh for each of them."""
+    access = f"{svc}/tenant/access"
+    outside = server.auth("owner", f"/subscriptions/{OTHER_SUBSCRIPTION}")
+    reader = server.auth("reader", "/")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        for _ in range(3):
+            assert http.get(f"{access}?{API}", headers=server.auth()).status_code == 200
+            assert http.get(f"{access}?{API}", headers=outside).status_code == 403
+            assert http.post(f"{access}/listSecrets?{API}", headers=reader).status_code == 403
+            assert http.post(f"{access}/listSecrets?{API}", headers=server.auth()).status_code == 200
+            assert http.get(f"{access}?api-version=1999-01-01", headers=server.auth()).status_code == 400
+            assert http.get(access, headers=server.auth()).status_code == 400
+            upper = http.get(f"{svc}/tenant/ACCESS?{API}", headers=server.auth())
+            assert upper.status_code == 200
+            assert upper.json()["data"]["name"] == "access"
+            assert http.get(f"{svc}/tenant/nope?{API}", headers=server.auth()).status_code == 400
+            assert http.get(f"{access}?{API}", headers={"Authorization": "Bearer x.y.z"}).status_code == 401
+            assert http.delete(f"{access}?{API}", headers=server.auth()).status_code == 405

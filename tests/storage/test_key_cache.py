@@ -88,3 +88,32 @@ def test_sqlite_cache_sees_a_change_made_through_another_connection(tmp_path: Pa
             await b.close()
 
     asyncio.run(scenario())
+
+
+def test_sqlite_configuration_cache_sees_a_change_made_through_another_connection(tmp_path: Path) -> None:
+    """GET answers from a cache of configurations; a rotation by another process shows at once."""
+    cipher = Keyring(MasterKey(secrets.token_bytes(32)))
+    actor = Actor("tests", "owner", "/", "system", "cache-tests", "local")
+    ref = ServiceRef("sub", "rg", "shared")
+
+    async def scenario() -> None:
+        a, b = SqliteStore(tmp_path / "s.db", cipher), SqliteStore(tmp_path / "s.db", cipher)
+        await a.open()
+        await b.open()
+        try:
+            await TenantAccess(a).put_service(actor, ref, ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O"))
+            before = await b.get_access(ref, AccessName.ACCESS)
+            assert before is not None
+            await asyncio.sleep(0)  # a later turn of the loop checks the file again
+            assert await b.get_access(ref, AccessName.ACCESS) is before  # served from the cache
+            rotation = await TenantAccess(a).regenerate_key(actor, "access.regenerate_secondary_key", ref,
+                                                            AccessName.ACCESS, KeySlot.SECONDARY)
+            after = await b.get_access(ref, AccessName.ACCESS)
+            assert after is not None
+            assert after.secondary_version_id == rotation.version.id
+            assert after.etag != before.etag
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())

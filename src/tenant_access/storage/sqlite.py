@@ -129,6 +129,7 @@ class SqliteStore:
         self._opened = OpenedKeys()
         self._configs: Cache[AccessConfig] = Cache()
         self._data_version: int | None = None
+        self._checked = False
         self._reader: sqlite3.Connection | None = None
         # The write connection's settings, changed only while holding ``_writing``.
         self._settings = ("FULL", BUSY_TIMEOUT_MS, AUTOCHECKPOINT_PAGES)
@@ -535,12 +536,28 @@ class SqliteStore:
         ``PRAGMA data_version`` moves whenever another connection (our writer, or another process
         sharing the file) commits, so an entry is used only while the file holds exactly what it
         was read from; a read that raced with a commit is stored under the older version and
-        dropped at the next check."""
+        dropped at the next check.
+
+        On the event loop, one check serves the rest of its turn. That is as fresh as checking for
+        every request: a request's handler never runs in the turn its bytes were received in (the
+        server starts it as a task, which runs in a later turn), and the check is forgotten by a
+        callback queued ahead of every task created after it. So each request is answered from a
+        check made after it arrived.
+        """
+        if self._checked:
+            return
         version = self._read(_data_version)
         if version != self._data_version:
             self._cache.clear()
             self._configs.clear()
             self._data_version = version
+        loop = self._loop
+        if loop is not None and _running_loop() is loop:
+            self._checked = True
+            loop.call_soon(self._forget_check)
+
+    def _forget_check(self) -> None:
+        self._checked = False
 
     async def read_secrets(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> Secrets | None:
         # On the write connection, whose page cache our own commits keep warm (the reader's is
@@ -631,6 +648,13 @@ class SqliteStore:
             return _config(fresh)
 
         return await self._write(tx)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

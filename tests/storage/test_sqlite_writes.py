@@ -1,0 +1,143 @@
+"""SQLite's two write paths: records committed on the event loop, and the writer thread.
+
+Real stores on real files; the "other process" is a second SQLite connection to the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tenant_access.domain.audit import Actor, AuditQuery, event
+from tenant_access.domain.models import AccessName, KeySlot, ServiceRef, ServiceSpec
+from tenant_access.security.encryption import Keyring, MasterKey
+from tenant_access.service import TenantAccess
+from tenant_access.storage.sqlite import SqliteStore
+
+ACTOR = Actor("tests", "owner", "/", "system", "write-tests", "local")
+REF = ServiceRef("sub", "rg", "writes")
+SPEC = ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O")
+
+
+def _run(tmp_path: Path, scenario: Callable[[SqliteStore, TenantAccess], Awaitable[None]]) -> None:
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "w.db", Keyring(MasterKey(secrets.token_bytes(32))))
+        await store.open()
+        try:
+            app = TenantAccess(store)
+            await app.put_service(ACTOR, REF, SPEC)
+            await scenario(store, app)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def _reads(store: SqliteStore) -> list[Any]:
+    return [e for e in await store.list_audit(AuditQuery(service=REF, operation="access.list_secrets", top=10_000))
+            if e.operation == "access.list_secrets"]
+
+
+def test_concurrent_secret_reads_are_each_recorded_once(tmp_path: Path) -> None:
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        expected = await store.get_secrets(REF, AccessName.ACCESS)
+        got = await asyncio.gather(*(app.list_secrets(ACTOR, REF, AccessName.ACCESS) for _ in range(300)))
+        assert expected is not None
+        assert {s.primary_key for s in got} == {expected.primary_key}
+        records = await _reads(store)
+        assert len(records) == 300
+        assert len({r.id for r in records}) == 300
+
+    _run(tmp_path, scenario)
+
+
+def test_records_wait_for_a_busy_writer_thread_and_then_commit(tmp_path: Path) -> None:
+    """While the writer thread is in a long transaction the loop neither blocks nor fails: its
+    records wait for the writer's call-back, and meanwhile reads are still answered."""
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        started = threading.Event()
+
+        def slow(conn: sqlite3.Connection) -> None:
+            started.set()
+            time.sleep(0.3)
+
+        slow_write = asyncio.ensure_future(store._write(slow))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        reads = asyncio.gather(*(app.list_secrets(ACTOR, REF, AccessName.ACCESS) for _ in range(20)))
+        began = time.monotonic()
+        assert await app.get_access(REF, AccessName.ACCESS) is not None  # the loop is not blocked
+        assert time.monotonic() - began < 0.2
+        assert len(await asyncio.wait_for(reads, 5)) == 20  # a lost call-back would leave them waiting
+        await slow_write
+        assert len(await _reads(store)) == 20
+
+    _run(tmp_path, scenario)
+
+
+def test_records_go_to_the_writer_thread_while_another_process_holds_the_lock(tmp_path: Path) -> None:
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        other = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        released = threading.Timer(0.3, other.execute, ("COMMIT",))
+        released.start()
+        try:
+            began = time.monotonic()
+            reads = asyncio.gather(*(app.list_secrets(ACTOR, REF, AccessName.ACCESS) for _ in range(5)))
+            assert await app.get_access(REF, AccessName.ACCESS) is not None  # the loop is not blocked
+            assert time.monotonic() - began < 0.2
+            assert len(await asyncio.wait_for(reads, 5)) == 5
+            assert time.monotonic() - began >= 0.25  # they really waited for the other process
+        finally:
+            released.join()
+            other.close()
+        assert len(await _reads(store)) == 5
+
+    _run(tmp_path, scenario)
+
+
+def test_the_log_is_checkpointed_when_only_the_loop_writes(tmp_path: Path) -> None:
+    """Commits on the event loop never checkpoint; the writer thread does, every few hundred of
+    them. Without that the write-ahead log would grow by ~12 KiB a record forever."""
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        for _ in range(3000):
+            await store.record(event(ACTOR, "access.list_secrets", "/x", service=REF), durable=False)
+        wal = Path(f"{tmp_path / 'w.db'}-wal").stat().st_size
+        assert wal < 12 * 1024 * 1024, wal  # 3,000 unchecked commits would be over 30 MiB
+
+    _run(tmp_path, scenario)
+
+
+def test_a_record_that_fails_fails_alone(tmp_path: Path) -> None:
+    """One bad record in a batch committed on the loop takes no other record with it."""
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        good = event(ACTOR, "access.list_secrets", "/x", service=REF)
+        duplicate = event(ACTOR, "access.list_secrets", "/x", service=REF)
+        await store.record(duplicate, durable=False)
+        results = await asyncio.gather(store.record(good, durable=False), store.record(duplicate, durable=False),
+                                       return_exceptions=True)
+        assert results[0] is None
+        assert isinstance(results[1], Exception)
+        ids = {r.id for r in await _reads(store)}
+        assert {good.id, duplicate.id} <= ids
+
+    _run(tmp_path, scenario)
+
+
+def test_a_rotation_after_loop_records_is_durable_and_seen(tmp_path: Path) -> None:
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        await asyncio.gather(*(app.list_secrets(ACTOR, REF, AccessName.ACCESS) for _ in range(10)))
+        rotation = await app.regenerate_key(ACTOR, "access.regenerate_secondary_key", REF, AccessName.ACCESS,
+                                            KeySlot.SECONDARY)
+        config = await app.get_access(REF, AccessName.ACCESS)
+        assert config.secondary_version_id == rotation.version.id
+        keys = await app.list_secrets(ACTOR, REF, AccessName.ACCESS)
+        assert keys.config.secondary_version_id == rotation.version.id
+
+    _run(tmp_path, scenario)
