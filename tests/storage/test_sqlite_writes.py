@@ -141,3 +141,28 @@ def test_a_rotation_after_loop_records_is_durable_and_seen(tmp_path: Path) -> No
         assert keys.config.secondary_version_id == rotation.version.id
 
     _run(tmp_path, scenario)
+
+
+def test_secret_reads_see_another_process_rotation_at_once(tmp_path: Path) -> None:
+    """listSecrets reads on the write connection, which remembers keys between our own records of
+    reads; a rotation by another process sharing the file must show in the very next read."""
+    async def main() -> None:
+        cipher = Keyring(MasterKey(secrets.token_bytes(32)))
+        a, b = SqliteStore(tmp_path / "w.db", cipher), SqliteStore(tmp_path / "w.db", cipher)
+        await a.open()
+        await b.open()
+        try:
+            await TenantAccess(a).put_service(ACTOR, REF, SPEC)
+            for _ in range(3):
+                await TenantAccess(b).list_secrets(ACTOR, REF, AccessName.ACCESS)
+            for slot in (KeySlot.SECONDARY, KeySlot.PRIMARY):
+                rotation = await TenantAccess(a).regenerate_key(ACTOR, "access.regenerate_key", REF,
+                                                                AccessName.ACCESS, slot)
+                keys = await TenantAccess(b).list_secrets(ACTOR, REF, AccessName.ACCESS)
+                assert keys.config.version_id(slot) == rotation.version.id
+                assert rotation.version.secret in (keys.primary_key, keys.secondary_key)
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())

@@ -127,6 +127,10 @@ class SqliteStore:
         #: while PRAGMA data_version stands still.
         self._cache = KeyCache()
         self._opened = OpenedKeys()
+        #: Keys read by the write connection (see _written_cache), and what they are valid for.
+        self._written = KeyCache()
+        self._written_stamp: tuple[int, int] = (-1, -1)
+        self._changes = 0
         self._configs: Cache[AccessConfig] = Cache()
         self._data_version: int | None = None
         self._checked = False
@@ -233,6 +237,8 @@ class SqliteStore:
             # committed before anyone is answered, so a process crash loses none of it); any batch
             # with a change in it is fsynced, which also makes every earlier commit durable.
             sync = "FULL" if any(job.durable for job in batch) else "NORMAL"
+            if sync == "FULL":
+                self._changes += 1  # may change keys: see _written_cache
             wanted = (sync, 0, 0) if on_loop else (sync, BUSY_TIMEOUT_MS, AUTOCHECKPOINT_PAGES)
             if wanted != self._settings:
                 for name, value, now in zip(("synchronous", "busy_timeout", "wal_autocheckpoint"), wanted,
@@ -562,15 +568,32 @@ class SqliteStore:
     async def read_secrets(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> Secrets | None:
         # On the write connection, whose page cache our own commits keep warm (the reader's is
         # emptied by every commit it did not make), and usually on the event loop: see _write.
+        key: CacheKey = (*ref.key, name.value)
+
         def tx(conn: sqlite3.Connection) -> Secrets | None:
-            row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
-            if row is None:
-                return None
-            found = self._secrets(row)
+            found = self._written_cache(conn).get(key, max_age=float("inf"))
+            if found is None:
+                row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
+                if row is None:
+                    return None
+                found = self._secrets(row)
+                self._written.put(self._written.ticket(key), found)
             _insert_audit(conn, audit)
             return found
 
         return await self._write(tx, durable=False, one_statement=True)
+
+    def _written_cache(self, conn: sqlite3.Connection) -> KeyCache:
+        """Keys as the write connection last read them, inside a write transaction; the caller
+        holds ``_writing``. Valid while the connection's data_version stands still (no other
+        process committed) and no transaction that may have changed a key ran here (only
+        ``durable`` jobs change keys; records of reads do not), so our own records of reads, which
+        empty the reader's cache, leave this one warm."""
+        stamp = (_data_version(conn), self._changes)
+        if stamp != self._written_stamp:
+            self._written.clear()
+            self._written_stamp = stamp
+        return self._written
 
     async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         self._unchanged()
