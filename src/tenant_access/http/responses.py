@@ -52,7 +52,7 @@ class Rendered(Generic[T]):
     cannot be reused while remembered; the memory is bounded (emptied when full).
     """
 
-    def __init__(self, shape: Callable[[T], Any], max_entries: int = 1024) -> None:
+    def __init__(self, shape: Callable[[T], Any], max_entries: int = 256) -> None:
         self._shape = shape
         self._max = max_entries
         self._entries: dict[int, tuple[T, bytes]] = {}

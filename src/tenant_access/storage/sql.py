@@ -97,7 +97,7 @@ class OpenedKeys:
     Bounded; emptied when full.
     """
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    def __init__(self, max_entries: int = 512) -> None:
         self._max = max_entries
         self._keys: dict[tuple[str, bytes], str] = {}
 
