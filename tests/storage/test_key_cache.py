@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tenant_access.domain.audit import Actor
@@ -63,57 +64,59 @@ def test_holds_compares_versions_and_entity_tag() -> None:
     assert not cache.holds(KEY, ("p", "v1"), "other")
 
 
-def test_sqlite_cache_sees_a_change_made_through_another_connection(tmp_path: Path) -> None:
-    """Two stores on one file stand for two processes: data_version moves with the other's commits."""
-    cipher = Keyring(MasterKey(secrets.token_bytes(32)))
-    actor = Actor("tests", "owner", "/", "system", "cache-tests", "local")
-    ref = ServiceRef("sub", "rg", "shared")
+ACTOR = Actor("tests", "owner", "/", "system", "cache-tests", "local")
+SHARED = ServiceRef("sub", "rg", "shared")
 
-    async def scenario() -> None:
+
+def _two_stores(tmp_path: Path, scenario: Callable[[SqliteStore, SqliteStore], Awaitable[None]]) -> None:
+    """Two stores on one file stand for two processes: data_version moves with the other's commits.
+    The first has created the service."""
+    cipher = Keyring(MasterKey(secrets.token_bytes(32)))
+
+    async def main() -> None:
         a, b = SqliteStore(tmp_path / "s.db", cipher), SqliteStore(tmp_path / "s.db", cipher)
         await a.open()
         await b.open()
         try:
-            await TenantAccess(a).put_service(actor, ref, ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O"))
-            before = await b.get_secrets_cached(ref, AccessName.ACCESS)
-            assert before is not None
-            assert await b.get_secrets_cached(ref, AccessName.ACCESS) is before  # served from the cache
-            rotation = await TenantAccess(a).regenerate_key(actor, "access.regenerate_secondary_key", ref,
-                                                            AccessName.ACCESS, KeySlot.SECONDARY)
-            after = await b.get_secrets_cached(ref, AccessName.ACCESS)
-            assert after is not None
-            assert after.config.secondary_version_id == rotation.version.id
+            await TenantAccess(a).put_service(ACTOR, SHARED, ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O"))
+            await scenario(a, b)
         finally:
             await a.close()
             await b.close()
 
-    asyncio.run(scenario())
+    asyncio.run(main())
+
+
+async def _rotate(store: SqliteStore) -> str:
+    rotation = await TenantAccess(store).regenerate_key(ACTOR, "access.regenerate_secondary_key", SHARED,
+                                                        AccessName.ACCESS, KeySlot.SECONDARY)
+    return rotation.version.id
+
+
+def test_sqlite_cache_sees_a_change_made_through_another_connection(tmp_path: Path) -> None:
+    async def scenario(a: SqliteStore, b: SqliteStore) -> None:
+        before = await b.get_secrets_cached(SHARED, AccessName.ACCESS)
+        assert before is not None
+        assert await b.get_secrets_cached(SHARED, AccessName.ACCESS) is before  # served from the cache
+        version = await _rotate(a)
+        after = await b.get_secrets_cached(SHARED, AccessName.ACCESS)
+        assert after is not None
+        assert after.config.secondary_version_id == version
+
+    _two_stores(tmp_path, scenario)
 
 
 def test_sqlite_configuration_cache_sees_a_change_made_through_another_connection(tmp_path: Path) -> None:
     """GET answers from a cache of configurations; a rotation by another process shows at once."""
-    cipher = Keyring(MasterKey(secrets.token_bytes(32)))
-    actor = Actor("tests", "owner", "/", "system", "cache-tests", "local")
-    ref = ServiceRef("sub", "rg", "shared")
+    async def scenario(a: SqliteStore, b: SqliteStore) -> None:
+        before = await b.get_access(SHARED, AccessName.ACCESS)
+        assert before is not None
+        await asyncio.sleep(0)  # a later turn of the loop checks the file again
+        assert await b.get_access(SHARED, AccessName.ACCESS) is before  # served from the cache
+        version = await _rotate(a)
+        after = await b.get_access(SHARED, AccessName.ACCESS)
+        assert after is not None
+        assert after.secondary_version_id == version
+        assert after.etag != before.etag
 
-    async def scenario() -> None:
-        a, b = SqliteStore(tmp_path / "s.db", cipher), SqliteStore(tmp_path / "s.db", cipher)
-        await a.open()
-        await b.open()
-        try:
-            await TenantAccess(a).put_service(actor, ref, ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O"))
-            before = await b.get_access(ref, AccessName.ACCESS)
-            assert before is not None
-            await asyncio.sleep(0)  # a later turn of the loop checks the file again
-            assert await b.get_access(ref, AccessName.ACCESS) is before  # served from the cache
-            rotation = await TenantAccess(a).regenerate_key(actor, "access.regenerate_secondary_key", ref,
-                                                            AccessName.ACCESS, KeySlot.SECONDARY)
-            after = await b.get_access(ref, AccessName.ACCESS)
-            assert after is not None
-            assert after.secondary_version_id == rotation.version.id
-            assert after.etag != before.etag
-        finally:
-            await a.close()
-            await b.close()
-
-    asyncio.run(scenario())
+    _two_stores(tmp_path, scenario)

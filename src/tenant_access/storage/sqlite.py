@@ -29,7 +29,7 @@ import queue
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +76,7 @@ from tenant_access.storage.sql import service_from_row as _service
 
 log = logging.getLogger("tenant_access.storage")
 T = TypeVar("T")
+V = TypeVar("V")
 MAX_BATCH = 128
 BUSY_TIMEOUT_MS = 5000
 #: SQLite's automatic checkpoint (in pages of log), run only by the writer thread's commits, so that
@@ -520,17 +521,13 @@ class SqliteStore:
         """From the cache while the file is unchanged (see :meth:`_unchanged`): a read is a few
         microseconds instead of a query and a row's decoding, and exactly as fresh."""
         self._unchanged()
-        key: CacheKey = (*ref.key, name.value)
-        hit = self._configs.get(key, max_age=float("inf"))
-        if hit is not None:
-            return hit
-        ticket = self._configs.ticket(key)
-        row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
-        if row is None:
-            return None
-        found = _config(row)
-        self._configs.put(ticket, found)
-        return found
+
+        async def load() -> AccessConfig | None:
+            row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?",
+                                                 (*ref.key, name.value)).fetchone())
+            return _config(row) if row else None
+
+        return await _through(self._configs, (*ref.key, name.value), load)
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
@@ -597,15 +594,7 @@ class SqliteStore:
 
     async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         self._unchanged()
-        key: CacheKey = (*ref.key, name.value)
-        hit = self._cache.get(key, max_age=float("inf"))
-        if hit is not None:
-            return hit
-        ticket = self._cache.ticket(key)
-        found = await self.get_secrets(ref, name)
-        if found is not None:
-            self._cache.put(ticket, found)
-        return found
+        return await _through(self._cache, (*ref.key, name.value), lambda: self.get_secrets(ref, name))
 
     def _secrets(self, row: tuple[Any, ...]) -> Secrets:
         config = _config(row)
@@ -671,6 +660,18 @@ class SqliteStore:
             return _config(fresh)
 
         return await self._write(tx)
+
+
+async def _through(cache: Cache[V], key: CacheKey, load: Callable[[], Awaitable[V | None]]) -> V | None:
+    """The cached value, or ``load()``'s, kept unless the cache was invalidated while it loaded."""
+    hit = cache.get(key, max_age=float("inf"))
+    if hit is not None:
+        return hit
+    ticket = cache.ticket(key)
+    found = await load()
+    if found is not None:
+        cache.put(ticket, found)
+    return found
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
