@@ -103,8 +103,8 @@ def test_records_go_to_the_writer_thread_while_another_process_holds_the_lock(tm
 
 
 def test_the_log_is_checkpointed_when_only_the_loop_writes(tmp_path: Path) -> None:
-    """Commits on the event loop never checkpoint; the writer thread does, every few hundred of
-    them. Without that the write-ahead log would grow by ~12 KiB a record forever."""
+    """Commits on the event loop run SQLite's automatic checkpoint too. Without one the
+    write-ahead log would grow by ~12 KiB a record forever."""
     async def scenario(store: SqliteStore, app: TenantAccess) -> None:
         for _ in range(3000):
             await store.record(event(ACTOR, "access.list_secrets", "/x", service=REF), durable=False)

@@ -86,6 +86,8 @@ class Authenticator:
     _verified: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _signatures: dict[str, _VerifiedSignature] = field(default_factory=dict)
     _decisions: dict[tuple[Principal, str, bytes], bool] = field(default_factory=dict)
+    #: A token of the server's own signing key, verified once by :meth:`warm` and then dropped.
+    warm_token: str | None = field(default=None, repr=False)
     #: Told of every refused or throttled credential (the Authorization header, the reason), for metrics.
     on_failure: Callable[[str | None, str], None] | None = None
 
@@ -137,6 +139,12 @@ class Authenticator:
 
         with contextlib.suppress(InvalidCredential):
             self.verifier.verify("e30.e30.e30")
+        if self.warm_token is not None:
+            # A whole verification (decoding, HMAC, claims) of a short-lived token made for this
+            # alone and forgotten at once; nothing is remembered of it.
+            with contextlib.suppress(InvalidCredential):
+                self.verifier.verify(self.warm_token)
+            self.warm_token = None
 
     def _bearer(self, token: str, header: str | None) -> Principal:
         """Verified tokens are remembered (by the whole ``Authorization`` header) until they
@@ -215,8 +223,9 @@ class Authenticator:
 def build(settings: Settings, store: Store) -> Authenticator:
     """The authenticator the settings describe; reads key files once, at start."""
     verifier = None
+    warm_token = None
     if settings.auth != "none":
-        from tenant_access.security.tokens import ARM_AUDIENCES, load_or_create_signing_key
+        from tenant_access.security.tokens import ARM_AUDIENCES, issue_token, load_or_create_signing_key
         from tenant_access.security.verification_keys import hmac_key, load_jwks, load_pem_keys
 
         audiences = tuple(a for a in (settings.token_audience or "").split(",") if a) or ARM_AUDIENCES
@@ -224,7 +233,9 @@ def build(settings: Settings, store: Store) -> Authenticator:
             verifier = TokenVerifier.emulator(audiences=audiences, issuer=settings.token_issuer,
                                               default_role=Role.OWNER, default_scope="/")
         else:
-            keys = [hmac_key(load_or_create_signing_key(settings.data_dir))]
+            signing_key = load_or_create_signing_key(settings.data_dir)
+            keys = [hmac_key(signing_key)]
+            warm_token = issue_token(signing_key, "warm-up", Role.READER, "/", 60, iss=settings.token_issuer)
             for path in token_key_paths(settings.token_keys):
                 keys += load_jwks(path) if path.suffix.lower() == ".json" else load_pem_keys(path)
             verifier = TokenVerifier.with_keys(keys, audiences=audiences, issuer=settings.token_issuer)
@@ -235,6 +246,7 @@ def build(settings: Settings, store: Store) -> Authenticator:
         failures=FailureLimiter(settings.auth_failures_per_minute),
         requests=RateLimiter(settings.rate_limit or None),
         regenerations=RateLimiter(settings.regenerate_rate_limit or None),
+        warm_token=warm_token,
     )
 
 
