@@ -266,3 +266,36 @@ def test_notifications_arriving_during_the_listeners_heartbeat_are_not_lost(pg_u
             await sender.close()
 
     assert asyncio.run(scenario()) == ["during"]
+
+
+def test_concurrent_changes_of_one_configuration_commit_together_and_refuse_alone(pg_url: str) -> None:
+    """Rotations of one configuration that arrive together share a transaction (each in a
+    savepoint); a refusal among them (a stale If-Match) undoes only its own change."""
+    cipher = Keyring(MasterKey(secrets.token_bytes(32)))
+    ref = ServiceRef("sub", "rg", "together")
+
+    async def scenario() -> None:
+        store = await _store(pg_url, cipher)
+        try:
+            app = TenantAccess(store)
+            await app.put_service(ACTOR, ref, SPEC)
+            before = await app.get_access(ref, AccessName.ACCESS)
+            rotate = [app.regenerate_key(ACTOR, "access.regenerate_secondary_key", ref, AccessName.ACCESS,
+                                         KeySlot.SECONDARY) for _ in range(24)]
+            stale = [app.update_access(ACTOR, ref, AccessName.ACCESS, '"not-the-tag"', {"enabled": True})
+                     for _ in range(4)]
+            results = await asyncio.gather(*rotate, *stale, return_exceptions=True)
+            rotations, refusals = results[:24], results[24:]
+            assert all(not isinstance(r, BaseException) for r in rotations), rotations
+            assert all(isinstance(r, BaseException) and getattr(r, "status", None) == 412 for r in refusals)
+            # One chain: each rotation replaced the version the one before it made.
+            previous = {r.previous_version_id for r in rotations}  # type: ignore[union-attr]
+            made = [r.version.id for r in rotations]  # type: ignore[union-attr]
+            assert len(set(made)) == 24
+            assert previous == {before.secondary_version_id, *made} - {(await app.get_access(
+                ref, AccessName.ACCESS)).secondary_version_id}
+            assert not (await app.get_access(ref, AccessName.ACCESS)).enabled
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import functools
 import json
 import logging
 import os
@@ -276,6 +277,10 @@ class PostgresStore:
         self._params = connection_params(url)
         self._pool: _Pool | None = None
         self._cache = KeyCache()
+        #: Changes of one configuration waiting for the transaction that will commit them together.
+        self._waiting: dict[CacheKey, list[tuple[Callable[[Conn], Awaitable[AccessConfig]],
+                                                 asyncio.Future[AccessConfig]]]] = {}
+        self._leaders: set[asyncio.Future[None]] = set()
         self._opened = OpenedKeys()
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -726,9 +731,69 @@ class PostgresStore:
                 await self._notify(conn, ref, name, config)
             return config
 
-        config = await self._write(tx)
+        if self.row_locks:
+            config: AccessConfig = await self._together((*ref.key, name.value), tx)
+        else:
+            config = await self._write(tx)
         self._invalidate(ref, name)
         return config
+
+    async def _together(self, key: CacheKey, change: Callable[[Conn], Awaitable[AccessConfig]]) -> AccessConfig:
+        """Changes of one configuration, committed together when they arrive together.
+
+        Each change locks the configuration's row, so concurrent ones would otherwise wait for each
+        other's commit, one fsync each. Here the changes that arrive while one transaction runs form
+        the next, each in its own savepoint (a refusal, such as a failed If-Match, undoes only its
+        own), and are answered after its COMMIT: group commit, as the SQLite writer does. A failure
+        of the database fails (or retries) the whole transaction.
+        """
+        future: asyncio.Future[AccessConfig] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            self._waiting[key] = [(change, future)]
+            task = asyncio.ensure_future(self._commit_waiting(key))
+            self._leaders.add(task)
+            task.add_done_callback(self._leaders.discard)
+        else:
+            waiting.append((change, future))
+        return await future
+
+    async def _commit_waiting(self, key: CacheKey) -> None:
+        while self._waiting.get(key):
+            batch, self._waiting[key] = self._waiting[key], []
+            outcomes: list[tuple[BaseException | None, AccessConfig | None]]
+            try:
+                if len(batch) == 1:
+                    outcomes = [(None, await self._write(batch[0][0]))]
+                else:
+                    outcomes = await self._write(functools.partial(self._savepoints, batch=batch))
+            except BaseException as exc:  # delivered to every waiting request
+                outcomes = [(exc, None)] * len(batch)
+            for (_, future), (error, result) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)  # type: ignore[arg-type]
+        self._waiting.pop(key, None)
+
+    @staticmethod
+    async def _savepoints(
+        conn: Conn, batch: list[tuple[Callable[[Conn], Awaitable[AccessConfig]], asyncio.Future[AccessConfig]]],
+    ) -> list[tuple[BaseException | None, AccessConfig | None]]:
+        outcomes: list[tuple[BaseException | None, AccessConfig | None]] = []
+        for change, _ in batch:
+            await conn.execute("SAVEPOINT change")
+            try:
+                result = await change(conn)
+            except TenantAccessError as exc:  # a refusal: its own writes are undone, no one else's
+                await conn.execute("ROLLBACK TO SAVEPOINT change")
+                outcomes.append((exc, None))
+                continue
+            await conn.execute("RELEASE SAVEPOINT change")
+            outcomes.append((None, result))
+        return outcomes
 
     # -- the key cache and its listener -----------------------------------------------------------
 
