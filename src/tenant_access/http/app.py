@@ -25,6 +25,7 @@ from tenant_access.http.ids import new_request_id
 from tenant_access.http.request import Receive, Request, Scope, Send
 from tenant_access.http.responses import Response
 from tenant_access.http.routing import Route, Router
+from tenant_access.memo import Memo
 from tenant_access.metrics import Metrics
 from tenant_access.security.authorization import Principal
 from tenant_access.service import TenantAccess
@@ -85,7 +86,7 @@ class App:
         self._mode_header = None if settings.auth == "strict" else (
             "x-tenant-access-auth", f"{settings.auth} (credentials are not fully checked)")
         self._opened = False
-        self._known_paths: dict[tuple[str, bytes], tuple[Route, dict[str, str]]] = {}
+        self._known_paths: Memo[tuple[str, bytes], tuple[Route, dict[str, str]]] = Memo(KNOWN_PATHS)
         #: Called once the store is open; the server prints its "listening" line from here.
         self.on_started: Callable[[], None] | None = None
 
@@ -223,12 +224,9 @@ class App:
         return route, params, False
 
     def _remember(self, request: Request, route: Route, params: dict[str, str]) -> None:
-        """A bounded number of short paths; the memory is emptied when full."""
-        if len(request.raw_path) > MAX_KNOWN_PATH:
-            return
-        if len(self._known_paths) >= KNOWN_PATHS:
-            self._known_paths.clear()
-        self._known_paths[(request.method, request.raw_path)] = (route, dict(params))
+        """Short paths only, and a bounded number of them."""
+        if len(request.raw_path) <= MAX_KNOWN_PATH:
+            self._known_paths.remember((request.method, request.raw_path), (route, dict(params)))
 
     def _check(self, route: Route, request: Request, params: dict[str, str], *,
                checked: bool = False) -> api_versions.ApiVersion | None:

@@ -28,6 +28,7 @@ from tenant_access.domain.errors import AuthenticationFailed, Forbidden, TooMany
 from tenant_access.domain.models import AccessName, ServiceRef
 from tenant_access.http.request import Request
 from tenant_access.http.routing import Route
+from tenant_access.memo import Memo
 from tenant_access.security import sas
 from tenant_access.security.authorization import Principal, Role, authorize
 from tenant_access.security.errors import InvalidCredential
@@ -85,7 +86,7 @@ class Authenticator:
     regenerations: RateLimiter
     _verified: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _signatures: dict[str, _VerifiedSignature] = field(default_factory=dict)
-    _decisions: dict[tuple[Principal, str, bytes], bool] = field(default_factory=dict)
+    _decisions: Memo[tuple[Principal, str, bytes], bool] = field(default_factory=lambda: Memo(DECISIONS))
     #: A token of the server's own signing key, verified once by :meth:`warm` and then dropped.
     warm_token: str | None = field(default=None, repr=False)
     #: Told of every refused or throttled credential (the Authorization header, the reason), for metrics.
@@ -104,8 +105,10 @@ class Authenticator:
             )
         header = request.headers.get("authorization")
         try:
+            if header is None:
+                raise InvalidCredential("no credential")
             # A bearer token seen before is recognised by the whole header, before any parsing.
-            remembered = self._verified.get(header) if header is not None else None
+            remembered = self._verified.get(header)
             if remembered is not None and time.time() < remembered[1]:
                 principal = remembered[0]
             else:
@@ -146,17 +149,16 @@ class Authenticator:
                 self.verifier.verify(self.warm_token)
             self.warm_token = None
 
-    def _bearer(self, token: str, header: str | None) -> Principal:
+    def _bearer(self, token: str, header: str) -> Principal:
         """Verified tokens are remembered (by the whole ``Authorization`` header) until they
         expire: a signature check costs more than the rest of a read, and a token's verdict cannot
         change before its ``exp`` (keys are fixed for the life of the process). Only successes are
         remembered, and only a bounded number."""
         assert self.verifier is not None
         principal, expires = self.verifier.verify_until(token, now=time.time())
-        if header is not None:
-            if len(self._verified) >= VERIFIED_TOKENS:
-                self._verified.pop(next(iter(self._verified)))
-            self._verified[header] = (principal, expires)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[header] = (principal, expires)
         return principal
 
     async def _sas(self, value: str, params: dict[str, str]) -> Principal:
@@ -204,9 +206,7 @@ class Authenticator:
         if allowed is None:
             allowed = authorize(principal, route.operation, request.segments)
             if len(request.raw_path) <= MAX_REMEMBERED_PATH:
-                if len(self._decisions) >= DECISIONS:
-                    self._decisions.clear()
-                self._decisions[key] = allowed
+                self._decisions.remember(key, allowed)
         if not allowed:
             raise forbidden(principal, route.operation)
         if self.requests.enabled or self.regenerations.enabled:

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from tenant_access.http.request import Send
+from tenant_access.memo import Memo
 
 T = TypeVar("T")
 
@@ -54,15 +55,10 @@ class Rendered(Generic[T]):
 
     def __init__(self, shape: Callable[[T], Any], max_entries: int = 256) -> None:
         self._shape = shape
-        self._max = max_entries
-        self._entries: dict[int, tuple[T, bytes]] = {}
+        self._entries: Memo[int, tuple[T, bytes]] = Memo(max_entries)
 
     def __call__(self, value: T) -> bytes:
         hit = self._entries.get(id(value))
         if hit is not None and hit[0] is value:
             return hit[1]
-        body = dumps(self._shape(value))
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        self._entries[id(value)] = (value, body)
-        return body
+        return self._entries.remember(id(value), (value, dumps(self._shape(value))))[1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -67,6 +68,18 @@ class Cache(Generic[V]):
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
         return True
+
+    async def get_or_load(self, key: CacheKey, load: Callable[[], Awaitable[V | None]],
+                          max_age: float = float("inf")) -> V | None:
+        """The cached value, or ``load()``'s, kept unless the key was invalidated while it loaded."""
+        hit = self.get(key, max_age)
+        if hit is not None:
+            return hit
+        ticket = self.ticket(key)
+        found = await load()
+        if found is not None:
+            self.put(ticket, found)
+        return found
 
     def invalidate(self, key: CacheKey) -> None:
         self._entries.pop(key, None)

@@ -545,12 +545,12 @@ class PostgresStore:
     # -- audit ------------------------------------------------------------------------------------
 
     async def record(self, event: AuditEvent, *, durable: bool = True) -> None:
-        async def tx(conn: Conn) -> None:
-            if not durable:  # committed before the answer, but without waiting for the WAL flush
-                await conn.execute("SET LOCAL synchronous_commit TO off")
-            await self._exec(conn, AUDIT_INSERT, audit_args(event))
+        await self._write(lambda conn: self._insert_record(conn, event, durable=durable))
 
-        await self._write(tx)
+    async def _insert_record(self, conn: Conn, event: AuditEvent, *, durable: bool) -> None:
+        if not durable:  # committed before the answer, but without waiting for the WAL flush
+            await conn.execute("SET LOCAL synchronous_commit TO off")
+        await self._exec(conn, AUDIT_INSERT, audit_args(event))
 
     async def list_audit(self, query: AuditQuery) -> list[AuditEvent]:
         sql, args = audit_sql(query)
@@ -624,35 +624,17 @@ class PostgresStore:
             row = await self._one(conn, CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value))
             if row is None:
                 return None
-            # Committed before the answer, but without waiting for the WAL flush (see record).
-            await conn.execute("SET LOCAL synchronous_commit TO off")
-            await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            await self._insert_record(conn, audit, durable=False)
             return self._secrets(row)
 
         return await self._write(tx)
 
     async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
-        key: CacheKey = (*ref.key, name.value)
         max_age = FRESH_TTL if self._listening.is_set() else STALE_TTL
-        hit = self._cache.get(key, max_age)
-        if hit is not None:
-            return hit
-        ticket = self._cache.ticket(key)
-        found = await self.get_secrets(ref, name)
-        if found is not None:
-            self._cache.put(ticket, found)
-        return found
+        return await self._cache.get_or_load((*ref.key, name.value), lambda: self.get_secrets(ref, name), max_age)
 
     def _secrets(self, row: Sequence[Any]) -> Secrets:
-        config = config_from_row(row)
-        service_id = row[15]
-        return Secrets(
-            config,
-            self._opened.open(self.cipher, row[13], service_id, config.name, KeySlot.PRIMARY,
-                              config.primary_version_id),
-            self._opened.open(self.cipher, row[14], service_id, config.name, KeySlot.SECONDARY,
-                              config.secondary_version_id),
-        )
+        return self._opened.secrets(self.cipher, row)
 
     async def _insert_version(self, conn: Conn, service_id: str, version: KeyVersion) -> None:
         token = self.cipher.encrypt(

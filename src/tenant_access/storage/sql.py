@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery
 from tenant_access.domain.errors import InternalError
-from tenant_access.domain.models import AccessConfig, AccessName, KeySlot, Service, ServiceRef
+from tenant_access.domain.models import AccessConfig, AccessName, KeySlot, Secrets, Service, ServiceRef
+from tenant_access.memo import Memo
 
 log = logging.getLogger("tenant_access.storage")
 
@@ -98,8 +99,17 @@ class OpenedKeys:
     """
 
     def __init__(self, max_entries: int = 512) -> None:
-        self._max = max_entries
-        self._keys: dict[tuple[str, bytes], str] = {}
+        self._keys: Memo[tuple[str, bytes], str] = Memo(max_entries)
+
+    def secrets(self, cipher: _Cipher, row: Sequence[Any]) -> Secrets:
+        """A configuration row of :data:`CONFIG_SELECT` with its two keys opened."""
+        config = config_from_row(row)
+        service_id = row[15]
+        return Secrets(
+            config,
+            self.open(cipher, row[13], service_id, config.name, KeySlot.PRIMARY, config.primary_version_id),
+            self.open(cipher, row[14], service_id, config.name, KeySlot.SECONDARY, config.secondary_version_id),
+        )
 
     def open(self, cipher: _Cipher, token: str | None, service_id: str, name: AccessName, slot: KeySlot,
              version_id: str) -> str:
@@ -109,11 +119,7 @@ class OpenedKeys:
         known = self._keys.get((token, bound))
         if known is not None:
             return known
-        key = open_secret(cipher, token, service_id, name, slot, version_id)
-        if len(self._keys) >= self._max:
-            self._keys.clear()
-        self._keys[(token, bound)] = key
-        return key
+        return self._keys.remember((token, bound), open_secret(cipher, token, service_id, name, slot, version_id))
 
 
 def open_secret(cipher: _Cipher, token: str | None, service_id: str, name: AccessName, slot: KeySlot,

@@ -29,7 +29,7 @@ import queue
 import secrets
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,7 +76,6 @@ from tenant_access.storage.sql import service_from_row as _service
 
 log = logging.getLogger("tenant_access.storage")
 T = TypeVar("T")
-V = TypeVar("V")
 MAX_BATCH = 128
 BUSY_TIMEOUT_MS = 5000
 
@@ -315,11 +314,6 @@ class SqliteStore:
         batch = self._on_loop
         if not batch:
             return
-        if self._conn is None:  # closed since these were accepted
-            self._on_loop = []
-            for job in batch:
-                _deliver(job.future, ServiceUnavailable("The store is not open."), None)
-            return
         if not self._writing.acquire(blocking=False):
             self._call_back = True
             # Checked again after asking: the writer may have let go in between, and then it would
@@ -330,7 +324,7 @@ class SqliteStore:
         outcomes: list[tuple[BaseException | None, Any]] | None = [
             (ServiceUnavailable("The store is not open."), None)] * len(batch)
         try:
-            if self._conn is not None:  # not closed while this waited for the lock
+            if self._conn is not None:  # not closed since these were accepted
                 outcomes = self._transaction(self._conn, batch, on_loop=True)
         finally:
             self._writing.release()
@@ -519,7 +513,7 @@ class SqliteStore:
                                                  (*ref.key, name.value)).fetchone())
             return _config(row) if row else None
 
-        return await _through(self._configs, (*ref.key, name.value), load)
+        return await self._configs.get_or_load((*ref.key, name.value), load)
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
@@ -560,7 +554,7 @@ class SqliteStore:
         key: CacheKey = (*ref.key, name.value)
 
         def tx(conn: sqlite3.Connection) -> Secrets | None:
-            found = self._written_cache(conn).get(key, max_age=float("inf"))
+            found = self._written_cache(conn).get(key, float("inf"))
             if found is None:
                 row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
                 if row is None:
@@ -586,18 +580,10 @@ class SqliteStore:
 
     async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         self._unchanged()
-        return await _through(self._cache, (*ref.key, name.value), lambda: self.get_secrets(ref, name))
+        return await self._cache.get_or_load((*ref.key, name.value), lambda: self.get_secrets(ref, name))
 
     def _secrets(self, row: tuple[Any, ...]) -> Secrets:
-        config = _config(row)
-        service_id = row[15]
-        return Secrets(
-            config,
-            self._opened.open(self.cipher, row[13], service_id, config.name, KeySlot.PRIMARY,
-                              config.primary_version_id),
-            self._opened.open(self.cipher, row[14], service_id, config.name, KeySlot.SECONDARY,
-                              config.secondary_version_id),
-        )
+        return self._opened.secrets(self.cipher, row)
 
     def _insert_version(self, conn: sqlite3.Connection, service_id: str, version: KeyVersion) -> None:
         token = self.cipher.encrypt(
@@ -652,18 +638,6 @@ class SqliteStore:
             return _config(fresh)
 
         return await self._write(tx)
-
-
-async def _through(cache: Cache[V], key: CacheKey, load: Callable[[], Awaitable[V | None]]) -> V | None:
-    """The cached value, or ``load()``'s, kept unless the cache was invalidated while it loaded."""
-    hit = cache.get(key, max_age=float("inf"))
-    if hit is not None:
-        return hit
-    ticket = cache.ticket(key)
-    found = await load()
-    if found is not None:
-        cache.put(ticket, found)
-    return found
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
