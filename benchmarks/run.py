@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,8 +277,14 @@ async def _seed_services(data_dir: Path, database_url: str | None, count: int) -
         await store.close()
 
 
-def measure_workloads(url: str, workloads: dict[str, list[Request]], seconds: float) -> dict[str, Any]:
-    """Each workload at each connection count, the HTTP ceiling measured immediately before it.
+#: Workloads whose every request (or some) is a durable write: the disk limit is measured next to them.
+WRITE_WORKLOADS = ("regenerate_secondary", "mixed")
+
+
+def measure_workloads(url: str, workloads: dict[str, list[Request]], seconds: float,
+                      disk_limit: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Each workload at each connection count, the HTTP ceiling measured immediately before it, and
+    for write workloads the raw disk limit (:mod:`benchmarks.disk_limit`) just before that.
 
     The same connection count and duration, and each workload is compared with the ceiling measured
     next to it: a machine's throughput drifts during a run (±15 % on the one in docs/performance.md),
@@ -287,11 +293,15 @@ def measure_workloads(url: str, workloads: dict[str, list[Request]], seconds: fl
     ceilings: dict[str, list[float]] = {str(c): [] for c in CONNECTIONS}
     for label, requests in workloads.items():
         for connections in CONNECTIONS:
+            disk = disk_limit() if disk_limit is not None and label in WRITE_WORKLOADS else None
             ceiling = wrk(url, connections=connections, seconds=seconds, script=lua(HTTP_CEILING))
             res = wrk(url, connections=connections, seconds=seconds, script=lua(requests))
             ceilings[str(connections)].append(ceiling.rps)
-            figures[f"{label}@{connections}"] = {**res.__dict__, "http_ceiling": ceiling.__dict__,
-                                                 "x_http": res.rps / ceiling.rps}
+            figure = {**res.__dict__, "http_ceiling": ceiling.__dict__, "x_http": res.rps / ceiling.rps}
+            if disk is not None:
+                figure["disk_limit_rps"] = disk
+                figure["x_disk"] = res.rps / disk
+            figures[f"{label}@{connections}"] = figure
     # Every ceiling measurement in run order, by connection count (string keys, as they read back from JSON).
     return {"workloads": figures,
             "http_ceiling": {c: {"rps": runs, "median_rps": statistics.median(runs)} for c, runs in ceilings.items()}}
@@ -349,7 +359,10 @@ def run_backend(name: str, database_url: str | None, args: argparse.Namespace, s
                 + [("POST", f"{path}/tenant/gitAccess/listSecrets?{API}", bearer)]
                 + [("POST", f"{path}/tenant/gitAccess/regenerateSecondaryKey?{API}", {**bearer, **json_ct})] * 2,
             }
-            result.update(measure_workloads(server.url, workloads, seconds))
+            from benchmarks.disk_limit import commits_per_second
+
+            result.update(measure_workloads(server.url, workloads, seconds,
+                                            lambda: commits_per_second(data, database_url, seconds)))
             result["rss_after_workloads_mib"] = _rss_kib(server.proc.pid) / 1024  # type: ignore[union-attr]
             result["storage_ceiling_rps"] = storage_ceiling
             result["store_group_commit_8_rps"] = grouped
@@ -376,15 +389,18 @@ def report(results: list[dict[str, Any]]) -> str:
         lines.append(f"storage ceiling {ceiling_store:,.0f} rotations/s (one caller, a commit each; with 8 callers "
                      f"and group commit {r['store_group_commit_8_rps']:,.0f}/s)")
         lines.append(f"{'workload':<24}{'conn':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-                     f"{'ceiling':>10}{'xHTTP':>8}{'xstore':>8}")
+                     f"{'ceiling':>10}{'xHTTP':>8}{'disk':>8}{'xdisk':>7}{'xstore':>8}")
         for key, fig in r["workloads"].items():
             label, conn = key.split("@")
             ratio_store = f"{fig['rps'] / ceiling_store:.2f}" if "regenerate" in label else ""
+            disk = f"{fig['disk_limit_rps']:,.0f}" if "disk_limit_rps" in fig else ""
+            x_disk = f"{fig['x_disk']:.2f}" if "x_disk" in fig else ""
             lines.append(f"{label:<24}{conn:>5}{fig['rps']:>10,.0f}{fig['p50_ms']:>9.2f}{fig['p99_ms']:>9.2f}"
                          f"{fig['errors']:>8}{fig['http_ceiling']['rps']:>10,.0f}{fig['x_http']:>8.2f}"
-                         f"{ratio_store:>8}")
+                         f"{disk:>8}{x_disk:>7}{ratio_store:>8}")
         lines.append("ceiling: GET /healthz req/s measured just before the row; xHTTP: req/s over that ceiling; "
-                     "xstore: over the storage ceiling")
+                     "disk: the raw durable-write loop (benchmarks/disk_limit.py) just before the row; xdisk: "
+                     "req/s over it; xstore: over the storage ceiling (our own store, one caller)")
     return "\n".join(lines)
 
 
