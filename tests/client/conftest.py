@@ -65,7 +65,8 @@ def bearer_for(data_dir: Path, role: str = "owner", scope: str = "/") -> BearerT
     from tenant_access.security.tokens import issue_token, load_or_create_signing_key
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return BearerToken(issue_token(load_or_create_signing_key(data_dir), "client-tests", role, scope, 3600))
+    issuer = Settings(data_dir=data_dir).base_url  # what make_app's server issues and accepts
+    return BearerToken(issue_token(load_or_create_signing_key(data_dir), "client-tests", role, scope, 3600, iss=issuer))
 
 
 @pytest.fixture(scope="session")

@@ -286,7 +286,7 @@ def test_refused_and_expired_tokens(browser: Browser, server: ServerProcess, api
     assert page.evaluate("sessionStorage.getItem('tenant-access.console.token')") is None
 
     expired = issue_token(load_or_create_signing_key(server.data_dir, create=False), "old", "owner", "/", 60,
-                          now=time.time() - 3600)
+                          now=time.time() - 3600, iss=server.issuer)
     page.get_by_label("Token").fill(expired)
     page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#signin-error")).to_contain_text("This token expired")
