@@ -12,13 +12,15 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from tenant_access.config import Settings
-from tenant_access.domain.principals import ServicePrincipal
-from tenant_access.storage.base import Store
+
+if TYPE_CHECKING:  # the store is loaded only by the commands that use it: `--help` stays fast
+    from tenant_access.domain.principals import ServicePrincipal
+    from tenant_access.storage.base import Store
 
 T = TypeVar("T")
 
