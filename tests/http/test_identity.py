@@ -16,7 +16,6 @@ import httpx
 import jwt
 import pytest
 
-from tenant_access.security import signing_keys
 from tenant_access.security.sas import make_sas
 from tenant_access.security.verification_keys import signing_key_id
 from tests.conftest import API, SERVICE_BODY, provider, service_path
@@ -164,6 +163,8 @@ def test_the_public_url_scope_gives_a_token_the_server_accepts(server: ServerPro
 
 
 def test_a_token_for_ever_is_refused_however_well_signed(server: ServerProcess) -> None:
+    from tenant_access.security import signing_keys
+
     key = signing_keys.load_current(server.data_dir, create=False)
     now = int(time.time())
     for exp in (10**30, now + 366 * 24 * 3600):
@@ -253,6 +254,8 @@ def test_deleting_a_principal_refuses_its_tokens(server: ServerProcess) -> None:
 
 
 def test_signing_key_rotation_keeps_old_tokens_for_the_window_then_drops_them(tmp_path: Path) -> None:
+    from tenant_access.security import signing_keys
+
     server = ServerProcess(tmp_path, ["--public-url", PUBLIC, "--max-token-lifetime", "3600",
                                       "--auth-failures-per-minute", "100000"]).start()
     try:
