@@ -336,7 +336,11 @@ def start_server(
         if config.public_url is None:
             # As ``serve`` does: the listening address, with the port it got, is the public URL.
             config = dataclasses.replace(config, public_url=f"{'https' if config.tls else 'http'}://127.0.0.1:{port}")
-        app = create_app(config)
+        try:
+            app = create_app(config)
+        except BaseException:
+            sock.close()
+            raise
         runner = _Runner(app, config, sock, cacert, services)
         runner.start()
     except BaseException:
