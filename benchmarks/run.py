@@ -102,7 +102,7 @@ class Server:
             from tenant_access.security.tokens import issue_token, load_or_create_signing_key
 
             self._token = issue_token(load_or_create_signing_key(self.data_dir, create=False), "bench", "owner",
-                                      "/", 86400)
+                                      "/", 86400, iss=self.url)
         return self._token
 
     def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:

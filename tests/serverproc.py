@@ -91,9 +91,16 @@ class ServerProcess:
 
     def token(self, role: str = "owner", scope: str = "/", expires_in: int = 3600, sub: str = "tests") -> str:
         """A bearer token signed with this server's own signing secret, as ``tenant-access token`` makes."""
-        from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+        from tenant_access.security.tokens import mint
 
-        return issue_token(load_or_create_signing_key(self.data_dir, create=False), sub, role, scope, expires_in)
+        return mint(self.data_dir, self.issuer, sub, role, scope, expires_in)
+
+    @property
+    def issuer(self) -> str:
+        """The server's own issuer: its ``--public-url`` when given, else the URL it listens on."""
+        if "--public-url" in self.args:
+            return self.args[self.args.index("--public-url") + 1].rstrip("/")
+        return self.url
 
     def auth(self, role: str = "owner", scope: str = "/") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, scope)}"}

@@ -49,7 +49,17 @@ def main() -> None:
 @click.option("--token-keys", help="Comma-separated PEM or JWKS (.json) files of extra token verification keys. "
               "[env TENANT_ACCESS_TOKEN_KEYS]")
 @click.option("--token-audience", help="Comma-separated accepted aud values. [env TENANT_ACCESS_TOKEN_AUDIENCE]")
-@click.option("--token-issuer", help="Required iss of bearer tokens. [env TENANT_ACCESS_TOKEN_ISSUER]")
+@click.option("--token-issuer", help="Comma-separated accepted iss of tokens verified by --token-keys; the "
+              "server's own tokens always need its own issuer (the public URL). [env TENANT_ACCESS_TOKEN_ISSUER]")
+@click.option("--public-url", help="The URL clients reach this server at, e.g. https://keys.example.com: the issuer "
+              "of its tokens, one of its audiences, the base of its OpenID document. [env TENANT_ACCESS_PUBLIC_URL; "
+              "default the listening address]")
+@click.option("--max-token-lifetime", type=click.IntRange(60, 366 * 24 * 3600),
+              help="Seconds a bearer token may live; also how long a retired signing key keeps verifying. "
+              "[env TENANT_ACCESS_MAX_TOKEN_LIFETIME; default 86400]")
+@click.option("--max-sas-lifetime", type=click.IntRange(60, 366 * 24 * 3600),
+              help="Seconds ahead a SharedAccessSignature's expiry may lie. [env TENANT_ACCESS_MAX_SAS_LIFETIME; "
+              "default 2592000, 30 days]")
 @click.option("--auth-failures-per-minute", type=click.IntRange(1),
               help="Failed authentications per client address a minute before 429. [default 20]")
 @click.option("--rate-limit", type=click.FloatRange(0), help="Requests a second per principal; 0 is off. [default 0]")
@@ -133,24 +143,37 @@ def _settings(options: dict[str, object]) -> Settings:
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="The server's data dir, whose signing secret signs the token. [env TENANT_ACCESS_DATA_DIR]")
+@click.option("--public-url", help="The server's public URL, the token's issuer; default what the server derives "
+              "from --host/--port. [env TENANT_ACCESS_PUBLIC_URL]")
+@click.option("--port", type=int, help="The server's port, when it has no --public-url. [env TENANT_ACCESS_PORT]")
 @click.option("--role", type=click.Choice(["reader", "key-operator", "owner"]), default="owner", show_default=True)
 @click.option("--scope", default="/", show_default=True,
               help="/, /subscriptions/ID, .../resourceGroups/RG or .../service/NAME")
-@click.option("--expires-in", type=click.IntRange(1, 366 * 24 * 3600), default=3600, show_default=True,
-              help="Lifetime in seconds.")
+@click.option("--expires-in", type=click.IntRange(1), default=3600, show_default=True,
+              help="Lifetime in seconds, at most the server's maximum token lifetime "
+              "(TENANT_ACCESS_MAX_TOKEN_LIFETIME, default 86400).")
 @click.option("--subject", default="cli", show_default=True, help="The sub claim: who the token speaks for.")
-def token(data_dir: Path | None, role: str, scope: str, expires_in: int, subject: str) -> None:
-    """Print a bearer token for the server that uses DATA_DIR."""
+def token(data_dir: Path | None, public_url: str | None, port: int | None, role: str, scope: str, expires_in: int,
+          subject: str) -> None:
+    """Print a bearer token for the server that uses DATA_DIR, issued by its public URL."""
     from tenant_access.security.errors import KeyMaterialError
-    from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+    from tenant_access.security.signing_keys import load_current
+    from tenant_access.security.tokens import issue_token, own_audiences
 
-    settings = _settings({"data_dir": data_dir})
+    settings = _settings({"data_dir": data_dir, "public_url": public_url, "port": port})
+    if expires_in > settings.max_token_lifetime:
+        raise click.UsageError(f"--expires-in may be at most {settings.max_token_lifetime} seconds, the maximum "
+                               "token lifetime (TENANT_ACCESS_MAX_TOKEN_LIFETIME)")
+    audience = (settings.token_audience or "").split(",")[0] or own_audiences(settings.base_url)[0]
     try:
-        secret = load_or_create_signing_key(settings.data_dir, create=False)
-        click.echo(issue_token(secret, subject, role, scope, expires_in))
-    except (KeyMaterialError, ValueError) as exc:
+        secret = load_current(settings.data_dir, create=False)
+        click.echo(issue_token(secret, subject, role, scope, expires_in, aud=audience, iss=settings.base_url,
+                               max_lifetime=settings.max_token_lifetime))
+    except KeyMaterialError as exc:
         raise click.UsageError(f"{exc} (start the server once with this --data-dir to create its signing secret)") \
             from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.command()
@@ -266,6 +289,12 @@ def rotate_master_key(**options: object) -> None:
     rewritten = asyncio.run(run())
     click.echo(f"re-encrypted {rewritten} stored key(s) under the current master key")
 
+
+from tenant_access.cli_identity import PRINCIPAL_COMMANDS, signing_key  # noqa: E402 - after the groups it extends
+
+for _principal_command in PRINCIPAL_COMMANDS:  # list, show, disable, enable, delete, rotate-secret
+    principals.add_command(_principal_command)
+main.add_command(signing_key)
 
 for _command in CLIENT_COMMANDS:  # services, access, keys, audit, emulator: the API over HTTP
     main.add_command(_command)

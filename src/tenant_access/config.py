@@ -8,6 +8,7 @@ user-facing copy of this table.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ AUTH_MODES = ("strict", "emulator", "none")
 #: credential), anyone, only root-scope credentials, or nobody (the route is not served).
 METRICS_ACCESS = ("loopback", "public", "auth", "off")
 LOG_FORMATS = ("auto", "json", "text")
+MAX_TOKEN_LIFETIME = 24 * 3600
+MAX_SAS_LIFETIME = 30 * 24 * 3600
+_PUBLIC_URL = re.compile(r"https?://[^\s/?#@]+", re.ASCII)
 
 
 def default_data_dir() -> Path:
@@ -56,7 +60,9 @@ class Settings:
         "help": "comma-separated PEM or JWKS (.json) files of extra token verification keys"})
     token_audience: str | None = field(default=None, metadata={
         "help": "comma-separated accepted aud values; default the Azure management audiences"})
-    token_issuer: str | None = field(default=None, metadata={"help": "required iss of bearer tokens; default any"})
+    token_issuer: str | None = field(default=None, metadata={
+        "help": "comma-separated accepted iss of tokens verified by --token-keys; default any. The server's own "
+                "tokens always carry (and need) its own issuer, the public URL"})
     auth_failures_per_minute: int = field(default=20, metadata={
         "help": "failed authentications per client address a minute before 429"})
     rate_limit: float = field(default=0.0, metadata={"help": "requests a second per principal; 0 is off"})
@@ -72,6 +78,13 @@ class Settings:
                 "--auth emulator or none, off with strict"})
     seed: Path | None = field(default=None, metadata={
         "help": "YAML or JSON file of services to provision at start (idempotent)"})
+    public_url: str | None = field(default=None, metadata={
+        "help": "the URL clients reach this server at (scheme://host[:port]); the issuer of its tokens, an "
+                "audience it accepts, and the base of its OpenID document; default from --host, --port, --tls"})
+    max_token_lifetime: int = field(default=MAX_TOKEN_LIFETIME, metadata={
+        "help": "seconds a bearer token may live (exp - iat, exp - now); also the signing-key overlap window"})
+    max_sas_lifetime: int = field(default=MAX_SAS_LIFETIME, metadata={
+        "help": "seconds ahead a shared access signature's expiry may lie (Azure's cap: 30 days)"})
 
     def __post_init__(self) -> None:
         if self.api_style not in API_STYLES:
@@ -86,6 +99,24 @@ class Settings:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
+        if self.public_url is not None:
+            url = self.public_url.rstrip("/")
+            if not _PUBLIC_URL.fullmatch(url):
+                raise ValueError(f"the public URL must be http(s)://host[:port] with no path, not {self.public_url!r}")
+            object.__setattr__(self, "public_url", url)
+        if not 60 <= self.max_token_lifetime <= 366 * 24 * 3600:
+            raise ValueError("the maximum token lifetime must be 60 seconds to 366 days")
+        if not 60 <= self.max_sas_lifetime <= 366 * 24 * 3600:
+            raise ValueError("the maximum SAS lifetime must be 60 seconds to 366 days")
+
+    @property
+    def base_url(self) -> str:
+        """The public URL: ``public_url``, or what the listening address and scheme give. Never the
+        ``Host`` header of a request, which any client (or a poisoned cache in front) can choose."""
+        if self.public_url is not None:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def emulator_controls_enabled(self) -> bool:

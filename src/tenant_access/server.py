@@ -104,9 +104,13 @@ def demo_token(settings: Settings) -> str | None:
     """A short-lived owner token for the demo's curl commands; none when authentication is off."""
     if settings.auth == "none":
         return None
-    from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+    from tenant_access.security.signing_keys import load_current
+    from tenant_access.security.tokens import issue_token, own_audiences
 
-    return issue_token(load_or_create_signing_key(settings.data_dir), "demo", "owner", "/", DEMO_TOKEN_LIFETIME)
+    return issue_token(load_current(settings.data_dir), "demo", "owner", "/",
+                       min(DEMO_TOKEN_LIFETIME, settings.max_token_lifetime),
+                       aud=(settings.token_audience or "").split(",")[0] or own_audiences(settings.base_url)[0],
+                       iss=settings.base_url, max_lifetime=settings.max_token_lifetime)
 
 
 def demo_commands(url: str, cacert: Path | None = None, token: str | None = None) -> str:
@@ -170,6 +174,12 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         log.warning("auth mode 'none': every request is served without authentication; use only on a test rig")
     sock = bind(settings.host, settings.port)
     listening = Listening(settings.host, sock.getsockname()[1], "https" if ssl_files else "http")
+    if settings.public_url is None:
+        # The listening address (with the port actually bound, for --port 0) is the default public
+        # URL: the issuer of the server's tokens and the base of its OpenID document.
+        import dataclasses
+
+        settings = dataclasses.replace(settings, public_url=listening.url)
     if demo or settings.seed is not None:
         for line in asyncio.run(provision(settings, demo=demo, seed=settings.seed)):
             print(line, flush=True)

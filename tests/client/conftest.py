@@ -60,12 +60,14 @@ def make_app(data_dir: Path, style: str) -> App:
     return create_app(Settings(data_dir=data_dir, api_style=style))
 
 
-def bearer_for(data_dir: Path, role: str = "owner", scope: str = "/") -> BearerToken:
-    """A token signed with the server's own signing key, as ``tenant-access token`` issues it."""
+def bearer_for(data_dir: Path, role: str = "owner", scope: str = "/", *, issuer: str | None = None) -> BearerToken:
+    """A token signed with the server's own signing key, as ``tenant-access token`` issues it, issued
+    by ``issuer`` (a live server's URL) or by default by what an in-process app (``make_app``) is."""
     from tenant_access.security.tokens import issue_token, load_or_create_signing_key
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return BearerToken(issue_token(load_or_create_signing_key(data_dir), "client-tests", role, scope, 3600))
+    issuer = issuer or Settings(data_dir=data_dir).base_url  # what make_app's server issues and accepts
+    return BearerToken(issue_token(load_or_create_signing_key(data_dir), "client-tests", role, scope, 3600, iss=issuer))
 
 
 @pytest.fixture(scope="session")
@@ -96,11 +98,13 @@ def style(backend: tuple[str, str]) -> str:
 class ClientFactory:
     """Makes clients (any options) bound to one test's server, with an owner token by default."""
 
-    def __init__(self, endpoint: str, transport: httpx.BaseTransport | None, data_dir: Path) -> None:
+    def __init__(self, endpoint: str, transport: httpx.BaseTransport | None, data_dir: Path,
+                 issuer: str | None = None) -> None:
         self.endpoint = endpoint
         self.transport = transport
         self.data_dir = data_dir
-        self.credential = bearer_for(data_dir)
+        self.issuer = issuer
+        self.credential = bearer_for(data_dir, issuer=issuer)
         self.made: list[Client] = []
 
     def __call__(self, **options: Any) -> Client:
@@ -120,7 +124,7 @@ def make_client(
     where, wire_style = backend
     if where == "live":
         server: ServerProcess = request.getfixturevalue("seed_server" if wire_style == "seed" else "azure_server")
-        factory = ClientFactory(server.url, None, server.data_dir)
+        factory = ClientFactory(server.url, None, server.data_dir, server.issuer)
         yield factory
         factory.close()
         return

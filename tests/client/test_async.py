@@ -24,7 +24,7 @@ async def _client(where: str, style: str, tmp_path: Path, request: pytest.Fixtur
             yield client
     else:
         server: ServerProcess = request.getfixturevalue("seed_server" if style == "seed" else "azure_server")
-        options.setdefault("credential", bearer_for(server.data_dir))
+        options.setdefault("credential", bearer_for(server.data_dir, issuer=server.issuer))
         async with AsyncClient(endpoint=server.url, **options) as client:
             yield client
 

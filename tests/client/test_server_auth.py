@@ -29,7 +29,7 @@ def test_no_credential_is_an_authentication_error(make_client: ClientFactory, st
 
 
 def test_a_reader_may_not_regenerate(make_client: ClientFactory, service: ServiceRef, style: str) -> None:
-    reader = make_client(credential=bearer_for(make_client.data_dir, role="reader"))
+    reader = make_client(credential=bearer_for(make_client.data_dir, role="reader", issuer=make_client.issuer))
     assert reader.get_access(service.access()).name == "access"
     with pytest.raises(PermissionDenied) as caught:
         reader.regenerate_primary_key(service.access())

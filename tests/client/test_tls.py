@@ -29,12 +29,14 @@ def _certificate(server: ServerProcess) -> Path:
 def test_a_ca_file_or_context_is_trusted(tls_server: ServerProcess, as_context: bool) -> None:
     cert = _certificate(tls_server)
     verify: str | ssl.SSLContext = ssl.create_default_context(cafile=str(cert)) if as_context else str(cert)
-    with Client(endpoint=tls_server.url, verify=verify, credential=bearer_for(tls_server.data_dir)) as client, \
+    credential = bearer_for(tls_server.data_dir, issuer=tls_server.issuer)
+    with Client(endpoint=tls_server.url, verify=verify, credential=credential) as client, \
             pytest.raises(NotFound):
         client.get_service(new_service_ref())
 
 
 def test_an_untrusted_certificate_is_a_transport_error(tls_server: ServerProcess) -> None:
-    with Client(endpoint=tls_server.url, credential=bearer_for(tls_server.data_dir)) as client, \
+    credential = bearer_for(tls_server.data_dir, issuer=tls_server.issuer)
+    with Client(endpoint=tls_server.url, credential=credential) as client, \
             pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
         client.get_service(new_service_ref())

@@ -101,7 +101,7 @@ def test_an_expired_token_is_refused(server: ServerProcess, svc: str) -> None:
     from tenant_access.security.tokens import issue_token, load_or_create_signing_key
 
     secret = load_or_create_signing_key(server.data_dir, create=False)
-    stale = issue_token(secret, "old", "owner", "/", 60, now=NOW - 3600)
+    stale = issue_token(secret, "old", "owner", "/", 60, now=NOW - 3600, iss=server.issuer)
     response = httpx.get(f"{server.url}{svc}?{API}", headers={"Authorization": f"Bearer {stale}"})
     assert response.status_code == 401
 

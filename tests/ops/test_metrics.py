@@ -51,7 +51,7 @@ def test_counts_after_a_known_sequence(server: ServerProcess) -> None:
     path = service_path(name)
     access = f"{path}/tenant/access"
     expired = issue_token(load_or_create_signing_key(server.data_dir, create=False), "old", "owner", "/", 1,
-                          now=time.time() - 7200)
+                          now=time.time() - 7200, iss=server.issuer)
     owner = {"Authorization": f"Bearer {server.token(sub='metrics-principal')}"}
     with httpx.Client(base_url=server.url, headers=owner) as http:
         assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
@@ -170,7 +170,9 @@ def _scrape_from(settings: Settings, client: str, headers: dict[str, str] | None
 
 
 def _token(data_dir: Path, scope: str = "/", role: str = "reader") -> dict[str, str]:
-    return {"Authorization": "Bearer " + issue_token(load_or_create_signing_key(data_dir), "scraper", role, scope, 600)}
+    issuer = Settings(data_dir=data_dir).base_url
+    return {"Authorization": "Bearer " + issue_token(load_or_create_signing_key(data_dir), "scraper", role, scope, 600,
+                                                     iss=issuer)}
 
 
 @pytest.mark.parametrize(("mode", "client", "credential", "status"), [

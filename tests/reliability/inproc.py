@@ -68,7 +68,8 @@ class InProcessServer:
     def token(self, role: str = "owner", scope: str = "/", sub: str = "tests") -> str:
         from tenant_access.security.tokens import issue_token, load_or_create_signing_key
 
-        return issue_token(load_or_create_signing_key(self.settings.data_dir, create=False), sub, role, scope, 3600)
+        return issue_token(load_or_create_signing_key(self.settings.data_dir, create=False), sub, role, scope, 3600,
+                           iss=self.settings.base_url)
 
     def auth(self, role: str = "owner", scope: str = "/", sub: str = "tests") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role, scope, sub)}"}

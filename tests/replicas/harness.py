@@ -57,11 +57,13 @@ class Replicas:
 def start_replicas(base: Path, database_args: Sequence[str], count: int = 3, extra: Sequence[str] = (),
                    env: dict[str, str] | None = None) -> Replicas:
     """``count`` servers on the database ``database_args`` names, each with a data directory of its
-    own holding a copy of the same token signing key, and the same master key (from the environment),
-    as replicas on separate machines would."""
+    own holding a copy of the same token signing key, the same master key (from the environment) and
+    the same public URL, as replicas on separate machines would."""
     from tenant_access.security.tokens import load_or_create_signing_key
 
     master = base64.b64encode(secrets.token_bytes(32)).decode()
+    # Replicas behind one name share one public URL, so a token one of them issued is accepted by all.
+    public = [] if "--public-url" in extra else ["--public-url", "https://replicas.example.com"]
     first = base / "replica-0"
     first.mkdir(parents=True)
     load_or_create_signing_key(first)
@@ -72,7 +74,7 @@ def start_replicas(base: Path, database_args: Sequence[str], count: int = 3, ext
             if index:
                 data_dir.mkdir()
                 shutil.copy2(first / "signing-key", data_dir / "signing-key")
-            server = ServerProcess(data_dir, [*database_args, "--auth-failures-per-minute", "1000000", *extra],
+            server = ServerProcess(data_dir, [*database_args, "--auth-failures-per-minute", "1000000", *public, *extra],
                                    env={"TENANT_ACCESS_MASTER_KEY": master, **(env or {})})
             servers.append(server.start())
     except BaseException:

@@ -16,3 +16,6 @@ class ServicePrincipal:
     #: scrypt hash of the client secret; never the secret itself. Kept out of ``repr``.
     secret_hash: str = field(repr=False)
     disabled_at: _dt.datetime | None = None
+    #: Moves each time the secret is replaced; tokens carry the generation they were issued under
+    #: (``sgen``), so a rotation refuses every token issued before it.
+    generation: int = 0

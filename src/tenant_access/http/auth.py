@@ -34,7 +34,8 @@ from tenant_access.security.authorization import Principal, Role, authorize
 from tenant_access.security.errors import InvalidCredential
 from tenant_access.security.headers import Scheme, read_authorization
 from tenant_access.security.limits import FailureLimiter, RateLimiter
-from tenant_access.security.tokens import TokenVerifier
+from tenant_access.security.signing_keys import SigningKeyring
+from tenant_access.security.tokens import TokenVerifier, Verified
 from tenant_access.storage.base import Store
 
 log = logging.getLogger("tenant_access.auth")
@@ -84,13 +85,17 @@ class Authenticator:
     failures: FailureLimiter
     requests: RateLimiter
     regenerations: RateLimiter
-    _verified: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    _verified: dict[str, Verified] = field(default_factory=dict)
     _signatures: dict[str, _VerifiedSignature] = field(default_factory=dict)
     _decisions: Memo[tuple[Principal, str, bytes], bool] = field(default_factory=lambda: Memo(DECISIONS))
     #: A token of the server's own signing key, verified once by :meth:`warm` and then dropped.
     warm_token: str | None = field(default=None, repr=False)
     #: Told of every refused or throttled credential (the Authorization header, the reason), for metrics.
     on_failure: Callable[[str | None, str], None] | None = None
+    #: The server's own signing keys (``None`` with ``--auth none``): the token endpoint signs with them.
+    signing: SigningKeyring | None = None
+    #: How far ahead a shared access signature's expiry may lie.
+    max_sas_lifetime: _dt.timedelta | None = None
 
     async def authenticate(self, request: Request, route: Route, params: dict[str, str]) -> Principal:
         if self.mode == "none":
@@ -109,14 +114,16 @@ class Authenticator:
                 raise InvalidCredential("no credential")
             # A bearer token seen before is recognised by the whole header, before any parsing.
             remembered = self._verified.get(header)
-            if remembered is not None and time.time() < remembered[1]:
-                principal = remembered[0]
+            if remembered is not None and self._still_valid(remembered):
+                principal = remembered.principal
+                if remembered.app is not None:
+                    await self._check_app(remembered.app)
             else:
                 credential = read_authorization(header)
                 if credential is None:
                     raise InvalidCredential("no credential")
                 if credential.scheme is Scheme.BEARER:
-                    principal = self._bearer(credential.value, header)
+                    principal = await self._bearer(credential.value, header)
                 else:
                     principal = await self._sas(credential.value, params)
         except InvalidCredential as exc:
@@ -149,17 +156,38 @@ class Authenticator:
                 self.verifier.verify(self.warm_token)
             self.warm_token = None
 
-    def _bearer(self, token: str, header: str) -> Principal:
+    async def _bearer(self, token: str, header: str) -> Principal:
         """Verified tokens are remembered (by the whole ``Authorization`` header) until they
-        expire: a signature check costs more than the rest of a read, and a token's verdict cannot
-        change before its ``exp`` (keys are fixed for the life of the process). Only successes are
-        remembered, and only a bounded number."""
+        expire: a signature check costs more than the rest of a read. What can change before
+        ``exp`` is checked again on every use (:meth:`_still_valid`, :meth:`_check_app`): the
+        server's own signing keys (a rotation, a retired key's window closing) and the service
+        principal a token was issued to. Only successes are remembered, and only a bounded number."""
         assert self.verifier is not None
-        principal, expires = self.verifier.verify_until(token, now=time.time())
+        verified = self.verifier.check(token, now=time.time())
+        if verified.app is not None:
+            await self._check_app(verified.app)
         if len(self._verified) >= VERIFIED_TOKENS:
             self._verified.pop(next(iter(self._verified)))
-        self._verified[header] = (principal, expires)
-        return principal
+        self._verified[header] = verified
+        return verified.principal
+
+    def _still_valid(self, remembered: Verified) -> bool:
+        if time.time() >= remembered.until:
+            return False
+        own = self.verifier.own if self.verifier is not None else None
+        if remembered.epoch is not None and own is not None:
+            own.refresh()
+            return remembered.epoch == own.epoch
+        return True
+
+    async def _check_app(self, app: tuple[str, int]) -> None:
+        """A service principal's token is good only while the principal exists, is enabled and has
+        the secret generation the token was issued under. Read through the store's cache, which
+        every replica drops as soon as it learns of a change (as for SAS keys), so a disabled,
+        deleted or rotated principal's tokens are refused everywhere within a second."""
+        found = await self.store.get_principal_cached(app[0])
+        if found is None or found.disabled_at is not None or found.generation != app[1]:
+            raise InvalidCredential("bearer: service principal disabled, deleted or its secret rotated")
 
     async def _sas(self, value: str, params: dict[str, str]) -> Principal:
         """A SAS is valid only for routes of its own service, while ``access`` is enabled, until
@@ -191,6 +219,7 @@ class Authenticator:
             token,
             [(config.primary_version_id, secrets.primary_key), (config.secondary_version_id, secrets.secondary_key)],
             now,
+            max_lifetime=self.max_sas_lifetime,
         )
         principal = Principal.for_sas(token.uid, ref.resource_id)
         if len(self._signatures) >= VERIFIED_TOKENS:
@@ -221,24 +250,31 @@ class Authenticator:
 
 
 def build(settings: Settings, store: Store) -> Authenticator:
-    """The authenticator the settings describe; reads key files once, at start."""
+    """The authenticator the settings describe; reads key files once, at start (the server's own
+    signing keys are then followed as they rotate)."""
     verifier = None
     warm_token = None
+    signing = None
     if settings.auth != "none":
-        from tenant_access.security.tokens import ARM_AUDIENCES, issue_token, load_or_create_signing_key
-        from tenant_access.security.verification_keys import hmac_key, load_jwks, load_pem_keys
+        from tenant_access.security.tokens import issue_token, own_audiences
+        from tenant_access.security.verification_keys import load_jwks, load_pem_keys
 
-        audiences = tuple(a for a in (settings.token_audience or "").split(",") if a) or ARM_AUDIENCES
+        audiences = (tuple(a for a in (settings.token_audience or "").split(",") if a)
+                     or own_audiences(settings.base_url))
+        issuers = tuple(i.strip() for i in (settings.token_issuer or "").split(",") if i.strip())
+        signing = SigningKeyring(settings.data_dir, settings.max_token_lifetime)
         if settings.auth == "emulator":
-            verifier = TokenVerifier.emulator(audiences=audiences, issuer=settings.token_issuer,
-                                              default_role=Role.OWNER, default_scope="/")
+            verifier = TokenVerifier.emulator(audiences=audiences, issuers=issuers, default_role=Role.OWNER,
+                                              default_scope="/", max_lifetime=settings.max_token_lifetime)
         else:
-            signing_key = load_or_create_signing_key(settings.data_dir)
-            keys = [hmac_key(signing_key)]
-            warm_token = issue_token(signing_key, "warm-up", Role.READER, "/", 60, iss=settings.token_issuer)
+            warm_token = issue_token(signing.current(), "warm-up", Role.READER, "/", 60, aud=audiences[0],
+                                     iss=settings.base_url)
+            keys = []
             for path in token_key_paths(settings.token_keys):
                 keys += load_jwks(path) if path.suffix.lower() == ".json" else load_pem_keys(path)
-            verifier = TokenVerifier.with_keys(keys, audiences=audiences, issuer=settings.token_issuer)
+            verifier = TokenVerifier.with_keys(keys, audiences=audiences, issuers=issuers, own=signing,
+                                               own_issuer=settings.base_url,
+                                               max_lifetime=settings.max_token_lifetime)
     return Authenticator(
         mode=settings.auth,
         verifier=verifier,
@@ -247,6 +283,8 @@ def build(settings: Settings, store: Store) -> Authenticator:
         requests=RateLimiter(settings.rate_limit or None),
         regenerations=RateLimiter(settings.regenerate_rate_limit or None),
         warm_token=warm_token,
+        signing=signing,
+        max_sas_lifetime=_dt.timedelta(seconds=settings.max_sas_lifetime),
     )
 
 

@@ -6,6 +6,12 @@ document and the client-credentials token endpoint (also the ADFS-shaped paths, 
 environment-only ``DefaultAzureCredential`` with tenant ``adfs`` works). Errors here use OAuth's
 ``{"error", "error_description"}`` shape rather than the API's, because that is what the clients
 parse; it is the one documented exception to the wire formats.
+
+Every URL here is built from the configured public URL (``--public-url``, or the listening
+address), never from the request's ``Host`` header: the document is the same for every caller, so
+no cache in front can be poisoned with someone else's host. The token endpoint and the verifier
+agree on audiences: a scope naming an audience the server would refuse is answered
+``invalid_scope`` rather than with a token that cannot be used.
 """
 
 from __future__ import annotations
@@ -32,13 +38,26 @@ TOKEN_LIFETIME = 3600
 #: which clients collapse as dot-segments, are not tenants). Shared with the OpenAPI documents.
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$"
 _TENANT = re.compile(TENANT_PATTERN.rstrip("$"))
-_RESOURCE_SCOPE = re.compile(r"^(https://[^\s/]+/?)(?:\.default)?$")
+DEFAULT_SUFFIX = "/.default"
+#: Scopes OpenID Connect clients may add to any request; they name no resource.
+_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 
 
-def _base_url(ctx: Context) -> str:
-    scope = ctx.request.scope
-    host = ctx.request.headers.get("host") or "{}:{}".format(*scope.get("server", ("127.0.0.1", 0)))
-    return f"{scope.get('scheme', 'http')}://{host}"
+def audience_for(scope: str, audiences: tuple[str, ...]) -> str | None:
+    """The ``aud`` of a token for the OAuth ``scope`` (``<resource>/.default``), if the server
+    accepts that audience: the resource as given, or with one slash added (ARM's own audience is
+    ``https://management.azure.com/`` while clients ask for ``https://management.azure.com/.default``).
+    ``None``: no single acceptable resource is named, and the request gets ``invalid_scope``."""
+    requested = [s for s in scope.split() if s not in _RESERVED_SCOPES]
+    if not requested:
+        return audiences[0]
+    if len(requested) != 1 or not requested[0].endswith(DEFAULT_SUFFIX):
+        return None
+    resource = requested[0].removesuffix(DEFAULT_SUFFIX)
+    for candidate in (resource + "/", resource):
+        if resource and candidate in audiences:
+            return candidate
+    return None
 
 
 def _oauth_error(status: int, error: str, description: str) -> Outcome:
@@ -48,25 +67,46 @@ def _oauth_error(status: int, error: str, description: str) -> Outcome:
 
 
 def routes(app: App) -> list[Route]:
+    base_url = app.settings.base_url
+
+    def audiences() -> tuple[str, ...]:
+        from tenant_access.security.tokens import own_audiences
+
+        verifier = app.auth.verifier
+        return verifier.audiences if verifier is not None and verifier.audiences else own_audiences(base_url)
+
     async def openid_configuration(ctx: Context) -> Outcome:
         tenant = ctx.params["tenant"]
         if not _TENANT.fullmatch(tenant):
             return _oauth_error(400, "invalid_tenant", "The tenant id may contain only letters, digits, '.' and '-'.")
-        base = f"{_base_url(ctx)}/{tenant}"
+        base = f"{base_url}/{tenant}"
         return Outcome("raw", json_response(200, {
-            "issuer": f"{base}/v2.0",
+            "issuer": base_url,
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
             "token_endpoint_auth_methods_supported": ["client_secret_post"],
             "grant_types_supported": ["client_credentials"],
             "response_types_supported": ["token"],
-            "scopes_supported": ["https://management.azure.com/.default"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["HS256"],
+            "scopes_supported": [a.rstrip("/") + DEFAULT_SUFFIX for a in dict.fromkeys(audiences())],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "jti", "role", "scope", "azp", "idtyp"],
             "tenant_region_scope": None,
         }))
 
+    async def keys(ctx: Context) -> Outcome:
+        """The server's public signing keys: none. Its tokens are HS256 under a secret only the
+        server holds (and only it verifies them), so there is no public key to publish; an empty
+        set is the honest answer, and it satisfies clients that require ``jwks_uri`` to exist."""
+        if not _TENANT.fullmatch(ctx.params["tenant"]):
+            return _oauth_error(400, "invalid_tenant", "The tenant id may contain only letters, digits, '.' and '-'.")
+        return Outcome("raw", json_response(200, {"keys": []}))
+
     async def token(ctx: Context) -> Outcome:
         from tenant_access.security.service_principals import verify_client_secret
-        from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+        from tenant_access.security.signing_keys import SigningKeyring
+        from tenant_access.security.tokens import issue_token
 
         request = ctx.request
         tenant = ctx.params["tenant"]
@@ -98,18 +138,19 @@ def routes(app: App) -> list[Route]:
             except Exception:
                 log.warning("could not record a refused sign-in (request %s)", request.request_id)
             return _oauth_error(401, "invalid_client", "The client id or secret is not valid.")
-        audience = "https://management.azure.com/"
-        for requested in form.get("scope", "").split():
-            match = _RESOURCE_SCOPE.match(requested)
-            if match:
-                audience = match[1] if match[1].endswith("/") else match[1] + "/"
-                break
+        audience = audience_for(form.get("scope", ""), audiences())
+        if audience is None:
+            return _oauth_error(400, "invalid_scope",
+                                "The scope must be one '<resource>/.default' naming a resource this server accepts "
+                                f"tokens for, such as '{base_url}/.default' or 'https://management.azure.com/.default'.")
+        signing = app.auth.signing or SigningKeyring(app.settings.data_dir, app.settings.max_token_lifetime)
+        lifetime = min(TOKEN_LIFETIME, app.settings.max_token_lifetime)
         access_token = issue_token(
-            load_or_create_signing_key(app.settings.data_dir, create=False), principal.client_id, principal.role,
-            principal.scope, TOKEN_LIFETIME, aud=audience,
+            signing.current(), principal.client_id, principal.role, principal.scope, lifetime, aud=audience,
+            iss=base_url, max_lifetime=app.settings.max_token_lifetime, app=(principal.client_id, principal.generation),
         )
         response = Response(200, json.dumps({
-            "token_type": "Bearer", "expires_in": TOKEN_LIFETIME, "ext_expires_in": TOKEN_LIFETIME,
+            "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
             "access_token": access_token,
         }).encode())
         return Outcome("raw", response.header("Cache-Control", "no-store").header("Pragma", "no-cache"))
@@ -120,6 +161,9 @@ def routes(app: App) -> list[Route]:
               versioned=False, public=True),
         Route("identity.openid_configuration_adfs", "GET", "/{tenant}/.well-known/openid-configuration",
               openid_configuration, "OpenID configuration, ADFS-shaped path", versioned=False, public=True),
+        Route("identity.keys", "GET", "/{tenant}/discovery/v2.0/keys", keys,
+              "The server's public token signing keys (JWKS): an empty set, its tokens being HS256",
+              versioned=False, public=True),
         Route("identity.token", "POST", "/{tenant}/oauth2/v2.0/token", token,
               "OAuth 2.0 client-credentials token endpoint", versioned=False, public=True),
     ]

@@ -198,8 +198,14 @@ _OPENID: dict[str, Any] = {
     "responses": {
         "200": {"description": "The configuration", "content": {"application/json": {"schema": {
             "type": "object",
-            "required": ["issuer", "token_endpoint", "grant_types_supported"],
-            "properties": {"issuer": {"type": "string"}, "token_endpoint": {"type": "string"},
+            "required": ["issuer", "authorization_endpoint", "token_endpoint", "jwks_uri",
+                         "response_types_supported", "subject_types_supported",
+                         "id_token_signing_alg_values_supported", "grant_types_supported"],
+            "properties": {"issuer": {"type": "string"}, "authorization_endpoint": {"type": "string"},
+                           "token_endpoint": {"type": "string"}, "jwks_uri": {"type": "string"},
+                           "response_types_supported": {"type": "array", "items": {"type": "string"}},
+                           "subject_types_supported": {"type": "array", "items": {"type": "string"}},
+                           "id_token_signing_alg_values_supported": {"type": "array", "items": {"type": "string"}},
                            "grant_types_supported": {"type": "array", "items": {"type": "string"}}},
         }}}},
         "400": {"description": "invalid_tenant (OAuth error shape)", "content": _OAUTH_ERROR},
@@ -221,15 +227,28 @@ _TOKEN: dict[str, Any] = {
             "properties": {"token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"},
                            "ext_expires_in": {"type": "integer"}, "access_token": {"type": "string"}},
         }}}},
-        "400": {"description": "invalid_request, unsupported_grant_type", "content": _OAUTH_ERROR},
+        "400": {"description": "invalid_request, unsupported_grant_type, invalid_scope (a scope naming an "
+                               "audience this server does not accept)", "content": _OAUTH_ERROR},
         "401": {"description": "invalid_client", "content": _OAUTH_ERROR},
         "429": {"description": "temporarily_unavailable: too many failed sign-ins",
                 "headers": {"Retry-After": {"required": True, "schema": {"type": "string"}}},
                 "content": _OAUTH_ERROR},
     },
 }
+_KEYS: dict[str, Any] = {
+    "summary": "The server's public token signing keys (JWKS)",
+    "parameters": [_TENANT],
+    "responses": {
+        "200": {"description": "A JWKS: empty, since the server's tokens are HS256 under a secret only it holds",
+                "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["keys"],
+                    "properties": {"keys": {"type": "array", "items": {"type": "object"}}}}}}},
+        "400": {"description": "invalid_tenant (OAuth error shape)", "content": _OAUTH_ERROR},
+    },
+}
 OAUTH_OPERATIONS: dict[str, dict[str, Any]] = {
     "identity.openid_configuration": _OPENID,
+    "identity.keys": _KEYS,
     "identity.openid_configuration_adfs": _OPENID,
     "identity.token": _TOKEN,
 }

@@ -133,6 +133,7 @@ def verify_sas(
     now: _dt.datetime,
     *,
     leeway: _dt.timedelta = _dt.timedelta(0),
+    max_lifetime: _dt.timedelta | None = None,
 ) -> K:
     """The id of the key that signed ``token``, or :class:`InvalidCredential`.
 
@@ -141,11 +142,17 @@ def verify_sas(
     refusing disabled configurations, is the caller's job. Returning the id lets the caller record
     whether the primary or the secondary was used. Every key is compared, in constant time, even
     after a match, so timing does not reveal which slot matched or how many keys there are.
+
+    ``max_lifetime``: how far ahead of ``now`` the expiry may lie. A signature made for year 9999
+    is a key that never expires, whatever rotation the operator believes protects them; Azure caps
+    user tokens of this API at 30 days, and so does the server by default.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if now - leeway >= token.expiry:  # not expiry + leeway: that overflows for year 9999
         raise InvalidCredential("sas: expired")
+    if max_lifetime is not None and token.expiry - now > max_lifetime:
+        raise InvalidCredential("sas: expiry too far ahead")
     candidates = token.signed_strings()
     matched: list[K] = []
     for key_id, key in keys:

@@ -7,6 +7,7 @@ decisions of its own.
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -81,6 +82,24 @@ class Store(Protocol):
         ...
 
     async def get_principal(self, client_id: str) -> ServicePrincipal | None: ...
+
+    async def get_principal_cached(self, client_id: str) -> ServicePrincipal | None:
+        """``get_principal`` for checking tokens on every request, possibly from a cache that is
+        dropped exactly as :meth:`get_secrets_cached`'s is (so a revocation is seen everywhere
+        within a second)."""
+        ...
+
+    async def list_principals(self) -> list[ServicePrincipal]: ...
+
+    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None) -> bool:
+        """Disable (``disabled_at``) or enable (``None``) a principal; ``False`` if there is none."""
+        ...
+
+    async def replace_principal_secret(self, client_id: str, secret_hash: str) -> ServicePrincipal | None:
+        """Store a new secret hash and move the generation on; ``None`` if there is no such principal."""
+        ...
+
+    async def delete_principal(self, client_id: str) -> bool: ...
 
     async def list_access(self, ref: ServiceRef) -> list[AccessConfig] | None:
         """None when the service does not exist (an empty list cannot happen: there are always two)."""

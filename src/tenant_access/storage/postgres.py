@@ -55,13 +55,17 @@ from tenant_access.domain.services import ServicePlan
 from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
-from tenant_access.storage.cache import CacheKey, KeyCache
+from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.sql import (
     AUDIT_INSERT,
     CHECK_AAD,
     CHECK_PLAINTEXT,
     CHECK_UPDATE,
     CONFIG_SELECT,
+    PRINCIPAL_DELETE,
+    PRINCIPAL_DISABLE,
+    PRINCIPAL_REHASH,
+    PRINCIPAL_SELECT,
     REENCRYPT_SELECT,
     REENCRYPT_UPDATE,
     SERVICE_COLUMNS,
@@ -71,7 +75,8 @@ from tenant_access.storage.sql import (
     audit_from_row,
     audit_sql,
     config_from_row,
-    parse_ts,
+    principal_from_row,
+    principal_key,
     pyformat,
     reencrypted,
     service_from_row,
@@ -257,6 +262,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
+def _principal_notification(client_id: str) -> str:
+    """What a change of a service principal tells the other replicas: drop it from the cache."""
+    return json.dumps({"p": client_id}, separators=(",", ":"))
+
+
 def _notification(ref: ServiceRef, name: AccessName | None, config: AccessConfig | None) -> str:
     """What a change tells the other replicas: which configuration, and its new version ids and tag."""
     body: dict[str, Any] = {"k": list(ref.key), "a": name.value if name else "*"}
@@ -277,6 +287,8 @@ class PostgresStore:
         self._params = connection_params(url)
         self._pool: _Pool | None = None
         self._cache = KeyCache()
+        #: Service principals, for checking their tokens; dropped on notification like keys.
+        self._principals: Cache[ServicePrincipal] = Cache()
         #: Changes of one configuration waiting for the transaction that will commit them together.
         self._waiting: dict[CacheKey, list[tuple[Callable[[Conn], Awaitable[AccessConfig]],
                                                  asyncio.Future[AccessConfig]]]] = {}
@@ -342,6 +354,7 @@ class PostgresStore:
             await self._pool.close()
             self._pool = None
         self._cache.clear()
+        self._principals.clear()
 
     async def ping(self) -> None:
         await self._read(lambda c: self._one(c, "SELECT 1", ()))
@@ -595,15 +608,52 @@ class PostgresStore:
         ))
 
     async def get_principal(self, client_id: str) -> ServicePrincipal | None:
-        row = await self._read(lambda c: self._one(
-            c,
-            "SELECT client_id, role, scope, description, created_at, secret_hash, disabled_at "
-            "FROM service_principals WHERE client_id = ?", (client_id,),
-        ))
-        if row is None:
-            return None
-        return ServicePrincipal(row[0], row[1], row[2], row[3], parse_ts(row[4]), row[5],
-                                parse_ts(row[6]) if row[6] else None)
+        row = await self._read(lambda c: self._one(c, PRINCIPAL_SELECT + " WHERE client_id = ?", (client_id,)))
+        return principal_from_row(row) if row is not None else None
+
+    async def get_principal_cached(self, client_id: str) -> ServicePrincipal | None:
+        """Cached as keys are: dropped on the change's notification, and never used for more than a
+        second while the listener is down."""
+        max_age = FRESH_TTL if self._listening.is_set() else STALE_TTL
+        return await self._principals.get_or_load(principal_key(client_id), lambda: self.get_principal(client_id),
+                                                  max_age)
+
+    async def list_principals(self) -> list[ServicePrincipal]:
+        rows = await self._read(lambda c: self._all(c, PRINCIPAL_SELECT + " ORDER BY created_at, client_id", ()))
+        return [principal_from_row(r) for r in rows]
+
+    async def _change_principal(self, client_id: str, sql: str, args: Sequence[Any]) -> ServicePrincipal | None:
+        """One change of a principal, and the notification that makes every replica drop it from
+        its cache, in one transaction; answers the principal as it is after the change (None when
+        there is none, or it was deleted)."""
+        async def tx(conn: Conn) -> tuple[int, ServicePrincipal | None]:
+            cursor = await conn.execute(pyformat(sql), args)
+            row = await self._one(conn, PRINCIPAL_SELECT + " WHERE client_id = ?", (client_id,))
+            if cursor.rowcount:
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, _principal_notification(client_id)))
+            return cursor.rowcount, principal_from_row(row) if row is not None else None
+
+        count, after = await self._write(tx)
+        self._principals.invalidate(principal_key(client_id))
+        return after if count else None
+
+    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None) -> bool:
+        stamp = ts(disabled_at) if disabled_at is not None else None
+        return await self._change_principal(client_id, PRINCIPAL_DISABLE, (stamp, client_id)) is not None
+
+    async def replace_principal_secret(self, client_id: str, secret_hash: str) -> ServicePrincipal | None:
+        return await self._change_principal(client_id, PRINCIPAL_REHASH, (secret_hash, client_id))
+
+    async def delete_principal(self, client_id: str) -> bool:
+        async def tx(conn: Conn) -> int:
+            cursor = await conn.execute(pyformat(PRINCIPAL_DELETE), (client_id,))
+            if cursor.rowcount:
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, _principal_notification(client_id)))
+            return cursor.rowcount
+
+        count = await self._write(tx)
+        self._principals.invalidate(principal_key(client_id))
+        return count > 0
 
     # -- access configurations -------------------------------------------------------------------
 
@@ -790,11 +840,16 @@ class PostgresStore:
             return
         try:
             body = json.loads(payload)
+            if isinstance(body, dict) and "p" in body:
+                self.notifications += 1
+                self._principals.invalidate(principal_key(str(body["p"])))
+                return
             sub, rg, svc = (str(part) for part in body["k"])
             names = [str(body["a"])] if body["a"] != "*" else [a.value for a in AccessName]
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed change notification; dropping every cached key")
             self._cache.clear()
+            self._principals.clear()
             return
         self.notifications += 1
         versions = body.get("v")
@@ -815,6 +870,7 @@ class PostgresStore:
                 await conn.execute(f"LISTEN {CHANNEL}")
                 # Anything may have changed while nobody listened: start from an empty cache.
                 self._cache.clear()
+                self._principals.clear()
                 self.listener_connects += 1
                 self._listening.set()
                 if self.listener_connects > 1:
@@ -832,6 +888,7 @@ class PostgresStore:
                                 _one_line(exc), STALE_TTL)
                 self._listening.clear()
                 self._cache.clear()
+                self._principals.clear()
             finally:
                 self._listening.clear()
                 if conn is not None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from tenant_access.domain.audit import AuditEvent, AuditQuery
 from tenant_access.domain.errors import InternalError
 from tenant_access.domain.models import AccessConfig, AccessName, KeySlot, Secrets, Service, ServiceRef
+from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.memo import Memo
 
 log = logging.getLogger("tenant_access.storage")
@@ -218,3 +219,22 @@ def verify_master_key(execute: Callable[[str, Sequence[Any]], None], fetchone: F
 
 class WrongMasterKey(RuntimeError):
     """Raised at start-up; the server exits rather than run without its keys."""
+
+
+PRINCIPAL_SELECT = ("SELECT client_id, role, scope, description, created_at, secret_hash, disabled_at, generation "
+                    "FROM service_principals")
+PRINCIPAL_DISABLE = "UPDATE service_principals SET disabled_at = ? WHERE client_id = ?"
+PRINCIPAL_REHASH = ("UPDATE service_principals SET secret_hash = ?, generation = generation + 1 "
+                        "WHERE client_id = ?")
+PRINCIPAL_DELETE = "DELETE FROM service_principals WHERE client_id = ?"
+
+
+def principal_from_row(row: Sequence[Any]) -> ServicePrincipal:
+    return ServicePrincipal(row[0], row[1], row[2], row[3], parse_ts(row[4]), row[5],
+                            parse_ts(row[6]) if row[6] else None, int(row[7]))
+
+
+def principal_key(client_id: str) -> tuple[str, str, str, str]:
+    """A service principal's key in the stores' caches (whose keys are 4-tuples), apart from any
+    access configuration's."""
+    return ("", "", "", client_id)

@@ -55,12 +55,17 @@ from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.sql import (
     AUDIT_INSERT,
     CHECK_UPDATE,
+    PRINCIPAL_DELETE,
+    PRINCIPAL_DISABLE,
+    PRINCIPAL_REHASH,
+    PRINCIPAL_SELECT,
     REENCRYPT_SELECT,
     REENCRYPT_UPDATE,
     OpenedKeys,
     audit_args,
     audit_sql,
-    parse_ts,
+    principal_from_row,
+    principal_key,
     reencrypted,
     ts,
     verify_master_key,
@@ -126,6 +131,8 @@ class SqliteStore:
         self._written_stamp: tuple[int, int] = (-1, -1)
         self._changes = 0
         self._configs: Cache[AccessConfig] = Cache()
+        #: Service principals, for checking their tokens: valid while PRAGMA data_version stands still.
+        self._principals: Cache[ServicePrincipal] = Cache()
         self._data_version: int | None = None
         self._checked = False
         self._reader: sqlite3.Connection | None = None
@@ -488,14 +495,34 @@ class SqliteStore:
         ))
 
     async def get_principal(self, client_id: str) -> ServicePrincipal | None:
-        row = self._read(lambda c: c.execute(
-            "SELECT client_id, role, scope, description, created_at, secret_hash, disabled_at "
-            "FROM service_principals WHERE client_id = ?", (client_id,),
-        ).fetchone())
-        if row is None:
-            return None
-        return ServicePrincipal(row[0], row[1], row[2], row[3], parse_ts(row[4]), row[5],
-                                parse_ts(row[6]) if row[6] else None)
+        row = self._read(lambda c: c.execute(PRINCIPAL_SELECT + " WHERE client_id = ?", (client_id,)).fetchone())
+        return principal_from_row(row) if row is not None else None
+
+    async def get_principal_cached(self, client_id: str) -> ServicePrincipal | None:
+        """From the cache while the file is unchanged (see :meth:`_unchanged`): exact, across processes."""
+        self._unchanged()
+        return await self._principals.get_or_load(principal_key(client_id), lambda: self.get_principal(client_id))
+
+    async def list_principals(self) -> list[ServicePrincipal]:
+        rows = self._read(lambda c: c.execute(PRINCIPAL_SELECT + " ORDER BY created_at, client_id").fetchall())
+        return [principal_from_row(r) for r in rows]
+
+    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None) -> bool:
+        stamp = ts(disabled_at) if disabled_at is not None else None
+        count: int = await self._write(lambda conn: conn.execute(PRINCIPAL_DISABLE, (stamp, client_id)).rowcount)
+        return count > 0
+
+    async def replace_principal_secret(self, client_id: str, secret_hash: str) -> ServicePrincipal | None:
+        def tx(conn: sqlite3.Connection) -> ServicePrincipal | None:
+            conn.execute(PRINCIPAL_REHASH, (secret_hash, client_id))
+            row = conn.execute(PRINCIPAL_SELECT + " WHERE client_id = ?", (client_id,)).fetchone()
+            return principal_from_row(row) if row is not None else None
+
+        return await self._write(tx)
+
+    async def delete_principal(self, client_id: str) -> bool:
+        count: int = await self._write(lambda conn: conn.execute(PRINCIPAL_DELETE, (client_id,)).rowcount)
+        return count > 0
 
     # -- access configurations -------------------------------------------------------------------
 
@@ -539,6 +566,7 @@ class SqliteStore:
         if version != self._data_version:
             self._cache.clear()
             self._configs.clear()
+            self._principals.clear()
             self._data_version = version
         loop = self._loop
         if loop is not None and _running_loop() is loop:

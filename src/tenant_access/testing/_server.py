@@ -19,6 +19,7 @@ for every test:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as _dt
 import tempfile
 import threading
@@ -134,9 +135,10 @@ class RunningServer:
 
     def token(self, role: str = "owner", scope: str = "/", *, expires_in: int = 3600, subject: str = "tests") -> str:
         """A bearer token signed by this server, as ``tenant-access token`` makes (any role/scope)."""
-        from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+        from tenant_access.security.tokens import mint
 
-        return issue_token(load_or_create_signing_key(self.settings.data_dir), subject, role, scope, expires_in)
+        return mint(self.settings.data_dir, self.settings.base_url, subject, role, scope, expires_in,
+                    max_lifetime=self.settings.max_token_lifetime, create=True)
 
     @cached_property
     def owner_token(self) -> str:
@@ -329,9 +331,16 @@ def start_server(
             cacert = _self_signed(config.data_dir)
         elif config.tls_cert is not None:
             cacert = config.tls_cert
-        app = create_app(config)
         sock = bind("127.0.0.1", 0)
         port = sock.getsockname()[1]
+        if config.public_url is None:
+            # As ``serve`` does: the listening address, with the port it got, is the public URL.
+            config = dataclasses.replace(config, public_url=f"{'https' if config.tls else 'http'}://127.0.0.1:{port}")
+        try:
+            app = create_app(config)
+        except BaseException:
+            sock.close()
+            raise
         runner = _Runner(app, config, sock, cacert, services)
         runner.start()
     except BaseException:

@@ -1,0 +1,193 @@
+"""``tenant-access principals ...`` (beyond ``create``) and ``tenant-access signing-key ...``: local
+commands on the store and the data directory, run beside (or without) a running server.
+
+Revocation takes effect on running servers without a restart: a disabled, deleted or re-keyed
+principal's tokens are refused by every replica within a second (the store's change detection),
+and a rotated signing key is picked up within a second (its file's modification time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from tenant_access.config import Settings
+
+if TYPE_CHECKING:  # the store is loaded only by the commands that use it: `--help` stays fast
+    from tenant_access.domain.principals import ServicePrincipal
+    from tenant_access.storage.base import Store
+
+T = TypeVar("T")
+
+_store_options = [
+    click.option("--data-dir", type=click.Path(path_type=Path)),
+    click.option("--database-url"),
+]
+
+
+def _with_store_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_store_options):
+        command = option(command)
+    return command
+
+
+def _settings(options: dict[str, object]) -> Settings:
+    try:
+        return Settings.from_env(None, **options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _run(options: dict[str, object], action: Callable[[Store], Awaitable[T]]) -> T:
+    from tenant_access.runtime import open_store_for
+
+    store = open_store_for(_settings(options))
+
+    async def run() -> T:
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _describe(principal: ServicePrincipal) -> list[str]:
+    state = "enabled" if principal.disabled_at is None else f"disabled since {principal.disabled_at.isoformat()}"
+    return [
+        f"client id:     {principal.client_id}",
+        f"role:          {principal.role}",
+        f"scope:         {principal.scope}",
+        f"description:   {principal.description}",
+        f"created:       {principal.created_at.isoformat()}",
+        f"state:         {state}",
+        f"secret:        generation {principal.generation}",
+    ]
+
+
+def _missing(client_id: str) -> click.ClickException:
+    return click.ClickException(f"no service principal {client_id!r}")
+
+
+@click.command("list")
+@_with_store_options
+def principals_list(**options: object) -> None:
+    """Every service principal: client id, role, scope, state (never a secret)."""
+    found = _run(options, lambda store: store.list_principals())
+    for p in found:
+        state = "enabled" if p.disabled_at is None else "disabled"
+        click.echo(f"{p.client_id}  {state:8}  {p.role:12}  {p.scope}  {p.description}".rstrip())
+    if not found:
+        click.echo("no service principals", err=True)
+
+
+@click.command("show")
+@click.argument("client_id")
+@_with_store_options
+def principals_show(client_id: str, **options: object) -> None:
+    """One service principal's details (never its secret)."""
+    found = _run(options, lambda store: store.get_principal(client_id))
+    if found is None:
+        raise _missing(client_id)
+    click.echo("\n".join(_describe(found)))
+
+
+@click.command("disable")
+@click.argument("client_id")
+@_with_store_options
+def principals_disable(client_id: str, **options: object) -> None:
+    """Stop a principal signing in; its tokens already issued are refused by every server within a second."""
+    from tenant_access.domain.keys import utcnow
+
+    if not _run(options, lambda store: store.set_principal_disabled(client_id, utcnow())):
+        raise _missing(client_id)
+    click.echo(f"disabled {client_id}; its tokens are refused from now on")
+
+
+@click.command("enable")
+@click.argument("client_id")
+@_with_store_options
+def principals_enable(client_id: str, **options: object) -> None:
+    """Let a disabled principal sign in again (tokens issued before it was disabled work again until they expire)."""
+    if not _run(options, lambda store: store.set_principal_disabled(client_id, None)):
+        raise _missing(client_id)
+    click.echo(f"enabled {client_id}")
+
+
+@click.command("delete")
+@click.argument("client_id")
+@_with_store_options
+def principals_delete(client_id: str, **options: object) -> None:
+    """Delete a principal; its tokens are refused by every server within a second."""
+    if not _run(options, lambda store: store.delete_principal(client_id)):
+        raise _missing(client_id)
+    click.echo(f"deleted {client_id}")
+
+
+@click.command("rotate-secret")
+@click.argument("client_id")
+@_with_store_options
+def principals_rotate_secret(client_id: str, **options: object) -> None:
+    """Replace a principal's secret (printed once). The old secret stops working at once, and so do
+    the tokens issued with it: whoever holds the new secret signs in again."""
+    from tenant_access.security.service_principals import hash_client_secret, new_client_secret
+
+    secret = new_client_secret()
+    secret_hash = hash_client_secret(secret)
+    if _run(options, lambda store: store.replace_principal_secret(client_id, secret_hash)) is None:
+        raise _missing(client_id)
+    click.echo(f"client id:     {client_id}")
+    click.echo(f"client secret: {secret.reveal()}")
+    click.echo("The secret is shown only now; store it safely. Tokens issued with the old one are refused.",
+               err=True)
+
+
+PRINCIPAL_COMMANDS = (principals_list, principals_show, principals_disable, principals_enable, principals_delete,
+                      principals_rotate_secret)
+
+
+@click.group("signing-key")
+def signing_key() -> None:
+    """The server's own token signing key (in the data dir): rotate it, see which keys still verify."""
+
+
+@signing_key.command("rotate")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+def signing_key_rotate(data_dir: Path | None) -> None:
+    """Make a new signing key. Running servers sign with it within a second; the old key keeps
+    verifying for the maximum token lifetime (TENANT_ACCESS_MAX_TOKEN_LIFETIME) plus a minute, so
+    no token in flight breaks, and is dropped after that."""
+    from tenant_access.security import signing_keys
+    from tenant_access.security.errors import KeyMaterialError
+
+    settings = _settings({"data_dir": data_dir})
+    try:
+        old, new = signing_keys.rotate(settings.data_dir, settings.max_token_lifetime)
+    except KeyMaterialError as exc:
+        raise click.ClickException(str(exc)) from None
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.max_token_lifetime + signing_keys.OVERLAP_MARGIN)
+    click.echo(f"new signing key {new}; the previous key {old} verifies until {until.isoformat(timespec='seconds')}")
+
+
+@signing_key.command("status")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+def signing_key_status(data_dir: Path | None) -> None:
+    """The key ids on disk: the current key, and each retired key with the end of its overlap window."""
+    from tenant_access.security import signing_keys
+    from tenant_access.security.errors import KeyMaterialError
+
+    settings = _settings({"data_dir": data_dir})
+    try:
+        rows = signing_keys.status(settings.data_dir, settings.max_token_lifetime)
+    except KeyMaterialError as exc:
+        raise click.ClickException(str(exc)) from None
+    for kid, state, until in rows:
+        when = "" if until is None else " until " + dt.datetime.fromtimestamp(until, dt.UTC).isoformat(
+            timespec="seconds")
+        click.echo(f"{kid}  {state}{when}")
