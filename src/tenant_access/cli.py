@@ -11,16 +11,17 @@ import click
 
 from tenant_access import __version__
 from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
+from tenant_access.cli_help import HelpGroup, ServeCommand
 from tenant_access.config import API_STYLES, AUTH_MODES, LOG_FORMATS, METRICS_ACCESS, Settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=HelpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tenant-access")
 def main() -> None:
     """A self-hostable Azure API Management tenant access API: access configurations and key rotation."""
 
 
-@main.command()
+@main.command(cls=ServeCommand)
 @click.option("--host", help="Address to listen on. [env TENANT_ACCESS_HOST; default 127.0.0.1]")
 @click.option("--port", type=int, help="TCP port, 0 for any free one. [env TENANT_ACCESS_PORT; default 8700]")
 @click.option("--data-dir", type=click.Path(path_type=Path),
@@ -148,9 +149,18 @@ def token(data_dir: Path | None, role: str, scope: str, expires_in: int, subject
     try:
         secret = load_or_create_signing_key(settings.data_dir, create=False)
         click.echo(issue_token(secret, subject, role, scope, expires_in))
+        _warn_if_unserved(settings.data_dir)
     except (KeyMaterialError, ValueError) as exc:
         raise click.UsageError(f"{exc} (start the server once with this --data-dir to create its signing secret)") \
             from None
+
+
+def _warn_if_unserved(data_dir: Path) -> None:
+    from tenant_access.served import warning
+
+    message = warning(data_dir)
+    if message is not None:
+        click.echo(message, err=True)
 
 
 @main.command()
