@@ -9,6 +9,8 @@ needs an entry there, and one without an entry is still shown, under "Other".
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import click
 
 START_HERE = ("Start here: tenant-access serve --demo  (a local server with a demo service; it prints a "
@@ -55,7 +57,7 @@ class SectionedCommand(click.Command):
     """A command whose options are listed under the headings of ``sections`` (name -> section),
     in the table's order; options missing from the table, ``--help`` among them, go under "Other"."""
 
-    sections: dict[str, tuple[str, ...]] = {}
+    sections: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         where = {name: (title, rank) for title, names in self.sections.items() for rank, name in enumerate(names)}
@@ -73,4 +75,4 @@ class SectionedCommand(click.Command):
 
 
 class ServeCommand(SectionedCommand):
-    sections = SERVE_SECTIONS
+    sections: ClassVar[dict[str, tuple[str, ...]]] = SERVE_SECTIONS

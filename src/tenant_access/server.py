@@ -208,7 +208,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
               f"store: {app.store.describe()})", flush=True)
 
     app.on_started = announce
-    _Server = _stopping_server()  # noqa: N806
+    server_class = _stopping_server()
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -223,7 +223,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         ssl_keyfile=str(ssl_files[1]) if ssl_files else None,
     )
     try:
-        _Server(config).run(sockets=[sock])
+        server_class(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; it has been answered already
         raise SystemExit(130) from None
 

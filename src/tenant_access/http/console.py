@@ -111,7 +111,8 @@ def routes(app: App) -> list[Route]:
         anywhere else; everything listed lies under the caller's own scope, which it could list
         anyway."""
         principal = await app.auth.authenticate(ctx.request, session_route, ctx.params)
-        places = sorted({(svc.ref.subscription_id, svc.ref.resource_group) for svc in await app.store.list_all_services()
+        services = await app.store.list_all_services()
+        places = sorted({(svc.ref.subscription_id, svc.ref.resource_group) for svc in services
                          if covers(principal.scope, svc.ref.resource_id)})
         return Outcome("raw", json_response(200, {
             "sub": principal.sub, "role": principal.role.value, "scope": principal.scope,
