@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tenant_access.security.tokens import issue_token
+from tests.backends import Backend
 from tests.console.conftest import Browser
 from tests.serverproc import ServerProcess
 
@@ -71,7 +73,17 @@ def test_the_demo_token_fills_the_boxes_and_loads_services_on_the_first_click(
     expect(page.locator("#services-empty")).not_to_contain_text("Enter a subscription")
 
 
-def test_the_sign_in_check_names_only_what_the_token_may_see(demo: ServerProcess) -> None:
+def test_the_sign_in_check_names_only_what_the_token_may_see(db_backend: Backend, tmp_path: Path) -> None:
+    """Over both stores: the places come from the store's list of every service."""
+    demo = db_backend.server(tmp_path / "data", ["--demo"]).start()
+    try:
+        _check_places(demo)
+    finally:
+        demo.stop()
+        demo.database.drop()
+
+
+def _check_places(demo: ServerProcess) -> None:
     whole = httpx.get(f"{demo.url}/console/session", headers=demo.auth())
     assert whole.status_code == 200
     assert {"subscription": DEMO_SUBSCRIPTION, "resource_group": "demo-rg"} in whole.json()["resource_groups"]
