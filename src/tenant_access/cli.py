@@ -11,16 +11,17 @@ import click
 
 from tenant_access import __version__
 from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
+from tenant_access.cli_help import HelpGroup, ServeCommand
 from tenant_access.config import API_STYLES, AUTH_MODES, LOG_FORMATS, METRICS_ACCESS, Settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=HelpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tenant-access")
 def main() -> None:
     """A self-hostable Azure API Management tenant access API: access configurations and key rotation."""
 
 
-@main.command()
+@main.command(cls=ServeCommand)
 @click.option("--host", help="Address to listen on. [env TENANT_ACCESS_HOST; default 127.0.0.1]")
 @click.option("--port", type=int, help="TCP port, 0 for any free one. [env TENANT_ACCESS_PORT; default 8700]")
 @click.option("--data-dir", type=click.Path(path_type=Path),
@@ -161,6 +162,13 @@ def token(data_dir: Path | None, public_url: str | None, port: int | None, role:
     from tenant_access.security.tokens import issue_token, own_audiences
 
     settings = _settings({"data_dir": data_dir, "public_url": public_url, "port": port})
+    if settings.public_url is None and port is None:
+        # No URL given: the running server of this data dir says what it is (its --port 0 port included).
+        from tenant_access import served
+
+        found = served.last(settings.data_dir)
+        if found is not None and found.issuer and found.running:
+            settings = _settings({"data_dir": data_dir, "public_url": found.issuer})
     if expires_in > settings.max_token_lifetime:
         raise click.UsageError(f"--expires-in may be at most {settings.max_token_lifetime} seconds, the maximum "
                                "token lifetime (TENANT_ACCESS_MAX_TOKEN_LIFETIME)")
@@ -169,11 +177,20 @@ def token(data_dir: Path | None, public_url: str | None, port: int | None, role:
         secret = load_current(settings.data_dir, create=False)
         click.echo(issue_token(secret, subject, role, scope, expires_in, aud=audience, iss=settings.base_url,
                                max_lifetime=settings.max_token_lifetime))
+        _warn_if_unserved(settings.data_dir)
     except KeyMaterialError as exc:
         raise click.UsageError(f"{exc} (start the server once with this --data-dir to create its signing secret)") \
             from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _warn_if_unserved(data_dir: Path) -> None:
+    from tenant_access.served import warning
+
+    message = warning(data_dir)
+    if message is not None:
+        click.echo(message, err=True)
 
 
 @main.command()

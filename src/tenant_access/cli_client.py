@@ -554,12 +554,21 @@ def emulator() -> None:
     """Emulator controls of a test server: reset, state, seed, faults (owner token, scope /)."""
 
 
+#: Said with a 404 from /_emulator/: the bare "not found" hid that the controls are simply off.
+CONTROLS_OFF_HINT = ("the server does not serve the emulator controls: they are off by default under --auth strict; "
+                     "start it with --emulator-controls (or --auth emulator)")
+
+
 @contextlib.contextmanager
 def _controls(conn: Connection) -> Iterator[EmulatorControls]:
+    from tenant_access.client import NotFound
     from tenant_access.testing._controls import EmulatorControls
 
     with conn.client() as client:
-        yield EmulatorControls(client)
+        try:
+            yield EmulatorControls(client)
+        except NotFound as exc:
+            raise NotFoundFailure(f"{exc} ({CONTROLS_OFF_HINT})") from None
 
 
 @api_command("reset", emulator, scoped=False)

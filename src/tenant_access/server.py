@@ -7,12 +7,14 @@ and the process is reachable as soon as the "listening" line is printed.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from types import FrameType
+from typing import Any, TextIO
 
 from tenant_access.config import Settings
 
@@ -43,6 +45,20 @@ def configure_logging(level: str, log_format: str = "auto", stream: TextIO | Non
 
 
 def bind(host: str, port: int) -> socket.socket:
+    """The listening socket; an address already taken stops the start with one line naming it and
+    the way out (exit code 2, as for any usage error), instead of a traceback."""
+    try:
+        return _bind(host, port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        shown = Listening(host, port).url.removeprefix("http://")
+        print(f"tenant-access: {shown} is already in use (another server running?); choose another port "
+              "with --port N, or --port 0 for any free one", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
     # without it every answer written in two parts waits ~40 ms for a delayed ACK (uvloop hid this).
@@ -195,10 +211,14 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         if demo:
             print(demo_commands(listening.url, ssl_files[0] if ssl_files else None, demo_token(settings)),
                   flush=True)
+        from tenant_access import served
+
+        served.record(settings.data_dir, listening.url, settings.base_url)
         print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "
               f"store: {app.store.describe()})", flush=True)
 
     app.on_started = announce
+    server_class = _stopping_server()
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -212,4 +232,21 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         ssl_certfile=str(ssl_files[0]) if ssl_files else None,
         ssl_keyfile=str(ssl_files[1]) if ssl_files else None,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        server_class(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; it has been answered already
+        raise SystemExit(130) from None
+
+
+def _stopping_server() -> type[Any]:
+    import uvicorn
+
+    class StoppingServer(uvicorn.Server):
+        """Says "stopping" at the first Ctrl-C or SIGTERM: a silent pause reads as a hang."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self.should_exit:
+                print("tenant-access: stopping…", flush=True)
+            super().handle_exit(sig, frame)
+
+    return StoppingServer

@@ -279,11 +279,9 @@ def test_a_reader_sees_what_it_may_not_do(browser: Browser, server: ServerProces
 def test_refused_and_expired_tokens(browser: Browser, server: ServerProcess, api: Api) -> None:
     page = browser.page
     name = api.service()
-    sign_in(page, server, None, token="not-a-token")
-    page.get_by_label("Subscription").fill(SUBSCRIPTION)
-    page.get_by_label("Resource group").fill(RESOURCE_GROUP)
-    page.get_by_role("button", name="Load services").click()
-    expect(page.locator("#signin-error")).to_contain_text("The server refused the token")
+    sign_in(page, server, None, token="not-a-token")  # refused at sign-in now (tests/console/test_sign_in.py)
+    expect(page.locator("#signin-error")).to_contain_text("The server refused this token")
+    expect(page.locator("#workspace")).to_be_hidden()
     assert page.evaluate("sessionStorage.getItem('tenant-access.console.token')") is None
 
     expired = issue_token(load_or_create_signing_key(server.data_dir, create=False), "old", "owner", "/", 60,

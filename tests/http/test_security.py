@@ -86,15 +86,19 @@ def test_every_route_refuses_bad_credentials_alike(server: ServerProcess, svc: s
     from tenant_access.http.routing import Route
 
     assert isinstance(route, Route)
-    bodies = set()
+    codes = set()
     for authorization in BAD_CREDENTIALS.values():
         response = _send(server, route.method, _concrete(route.path, svc), authorization)
         assert response.status_code == 401, (route.operation, authorization and authorization[:30], response.text)
         assert "Bearer" in response.headers["www-authenticate"]
         if route.method != "HEAD":
             error = response.json()["error"]
-            bodies.add((error["code"], error["message"]))
-    assert len(bodies) <= 1  # the same answer whatever was wrong
+            codes.add(error["code"])
+            # The kind of failure is named (tests/http/test_explained_errors.py), nothing of the credential.
+            assert error["message"].startswith("Authentication failed: ")
+            credential = (authorization or "").partition(" ")[2]
+            assert not credential or credential[:12] not in error["message"]
+    assert codes <= {"UNAUTHORIZED"}
 
 
 def test_an_expired_token_is_refused(server: ServerProcess, svc: str) -> None:

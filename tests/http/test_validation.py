@@ -30,7 +30,7 @@ def _bad(response: httpx.Response, *fields: str) -> dict[str, object]:
         ("api-version=", "required"),
         ("api-version=latest", "YYYY-MM-DD"),
         ("api-version=2024-5-1", "YYYY-MM-DD"),
-        ("api-version=2024-02-30", "YYYY-MM-DD"),
+        ("api-version=2024-02-30", "2024-02-30 is not a calendar date"),
         ("api-version=2020-01-15", "not a known"),
         ("api-version=2024-05-01-gamma", "YYYY-MM-DD"),
         ("api-version=2024-05-01&api-version=2022-08-01", "more than once"),

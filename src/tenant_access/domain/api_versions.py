@@ -107,7 +107,9 @@ def _resolve(raw: str | None, operation: str) -> ApiVersion:
         )
     when = _date_of(raw)
     if when is None:
-        raise _invalid(raw, "must look like YYYY-MM-DD or YYYY-MM-DD-preview")
+        if _FORMAT.fullmatch(raw) is None:
+            raise _invalid(raw, "must look like YYYY-MM-DD or YYYY-MM-DD-preview")
+        raise _invalid(raw, f"{raw[:10]} is not a calendar date")
     first = FIRST_VERSION[operation]
     if raw in KNOWN:
         first_date = _date_of(first)
@@ -117,7 +119,16 @@ def _resolve(raw: str | None, operation: str) -> ApiVersion:
         return ApiVersion(raw, raw)
     if when > _NEWEST_DATE:
         return ApiVersion(raw, NEWEST_KNOWN)
-    raise _invalid(raw, "not a known api-version")
+    raise _invalid(raw, "not a known api-version; " + _nearest(when, operation))
+
+
+def _nearest(when: _dt.date, operation: str) -> str:
+    """The known versions just before and just after ``when``: a near-miss is usually a typo of
+    one of them, and naming them saves a trip to the specification."""
+    dated = [(d, v) for v in supported_for(operation) if (d := _date_of(v)) is not None]
+    before = [v for d, v in sorted(dated) if d < when][-1:]
+    after = [v for d, v in sorted(dated) if d > when][:1]
+    return "the nearest known are " + " and ".join(before + after)
 
 
 def supported_for(operation: str) -> list[str]:

@@ -156,5 +156,10 @@ class Problems:
         self.items.append(FieldError(field_name, message))
 
     def raise_if_any(self, message: str = "The request is not valid.") -> None:
+        """One problem is named in the message itself: most clients show only the message, and
+        "The request is not valid." alone sends the reader to ``details`` for the useful part."""
         if self.items:
+            if len(self.items) == 1:
+                only = self.items[0]
+                message = f"{message.rstrip('.')}: {only.field} {only.message}."
             raise ValidationFailed(message, details=self.items, target=self.items[0].field)

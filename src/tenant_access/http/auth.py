@@ -9,8 +9,9 @@ Three credentials are understood (``docs/security.md`` has the threat model):
   ``access`` configuration; always fully checked, in every mode but ``none``.
 * nothing, only with ``--auth none``.
 
-Every failure answers the same 401, whatever went wrong, so a caller cannot tell a bad signature
-from an unknown key id; failures are counted per client address and answered 429 past a limit.
+A refused bearer token is told the kind of failure (expired, another key, another audience...;
+:mod:`.challenges`), a refused SharedAccessSignature always the same thing, so that nothing tells
+whether a service exists; failures are counted per client address and answered 429 past a limit.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from tenant_access.config import Settings
 from tenant_access.domain.errors import AuthenticationFailed, Forbidden, TooManyRequests
 from tenant_access.domain.models import AccessName, ServiceRef
+from tenant_access.http.challenges import Refusal, refusal
 from tenant_access.http.request import Request
 from tenant_access.http.routing import Route
 from tenant_access.memo import Memo
@@ -45,12 +47,6 @@ VERIFIED_TOKENS = 4096
 #: How many authorization decisions are remembered, and for paths of at most how many bytes.
 DECISIONS = 8192
 MAX_REMEMBERED_PATH = 512
-UNAUTHORIZED_MESSAGE = (
-    "Authentication failed. Send 'Authorization: Bearer <token>' or "
-    "'Authorization: SharedAccessSignature uid=...&ex=...&sn=...'."
-)
-#: Every refused credential gets exactly this challenge, whatever the reason.
-CHALLENGE = 'Bearer realm="tenant-access", error="invalid_token", SharedAccessSignature realm="tenant-access"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +59,9 @@ class _VerifiedSignature:
 
 
 class Unauthenticated(AuthenticationFailed):
-    def __init__(self) -> None:
-        super().__init__(UNAUTHORIZED_MESSAGE, azure_code="AuthenticationFailed")
-        self.headers["WWW-Authenticate"] = CHALLENGE
+    def __init__(self, refused: Refusal) -> None:
+        super().__init__(refused.message, azure_code="AuthenticationFailed")
+        self.headers["WWW-Authenticate"] = refused.challenge
 
 
 def forbidden(principal: Principal, operation: str) -> Forbidden:
@@ -131,7 +127,7 @@ class Authenticator:
             log.info("authentication failed from %s: %s", request.client, exc.reason)
             if self.on_failure is not None:
                 self.on_failure(request.headers.get("authorization"), exc.reason)
-            raise Unauthenticated() from None
+            raise Unauthenticated(refusal(header, exc.reason)) from None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request %s: %s principal %s, role %s, scope %s", request.request_id, principal.kind.value,
                       principal.sub, principal.role.value, principal.scope)

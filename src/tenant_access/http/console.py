@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from tenant_access.domain.errors import NotFound
 from tenant_access.http.context import Context, Outcome
-from tenant_access.http.responses import Response
+from tenant_access.http.responses import Response, json_response
 from tenant_access.http.routing import Route
+from tenant_access.security.authorization import covers
 
 if TYPE_CHECKING:
     from tenant_access.http.app import App
@@ -47,6 +48,8 @@ MEDIA_TYPES = {
     ".png": "image/png",
 }
 PAGE = "index.html"
+#: The most resource groups the sign-in check names (the console offers the first).
+MAX_PLACES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +103,29 @@ def routes(app: App) -> list[Route]:
         # Revalidated on every use (cheap: a 304 by ETag), so a new version is never mixed with an old one.
         return Outcome("raw", _answer(found, ctx, "no-cache"))
 
+    async def session(ctx: Context) -> Outcome:
+        """Checks the pasted token at sign-in, so garbage is refused there with the reason (not on
+        the first call), and names the resource groups with services the caller may see, so the
+        console can fill its boxes with real values. Authenticated here rather than by the router
+        so that a SAS, which is valid only on routes of its own service, gets the same 401 as
+        anywhere else; everything listed lies under the caller's own scope, which it could list
+        anyway."""
+        principal = await app.auth.authenticate(ctx.request, session_route, ctx.params)
+        services = await app.store.list_all_services()
+        places = sorted({(svc.ref.subscription_id, svc.ref.resource_group) for svc in services
+                         if covers(principal.scope, svc.ref.resource_id)})
+        return Outcome("raw", json_response(200, {
+            "sub": principal.sub, "role": principal.role.value, "scope": principal.scope,
+            "resource_groups": [{"subscription": sub, "resource_group": rg} for sub, rg in places[:MAX_PLACES]],
+        }))
+
+    session_route = Route("console.session", "GET", "/console/session", session,
+                          "The console's sign-in check: who the credential is, and where its services are",
+                          versioned=False, public=True)
     return [
         Route("console.page", "GET", "/console", page, "The web console (HTML; public, holds no data)",
               versioned=False, public=True),
+        session_route,
         Route("console.asset", "GET", "/console/{asset}", asset, "A file of the web console (script, style, icon)",
               versioned=False, public=True),
     ]

@@ -31,6 +31,8 @@ MAX_URL_BYTES = 16 * 1024
 #: The most header bytes (names and values) and the most header lines one request may send.
 MAX_HEADER_BYTES = 32 * 1024
 MAX_HEADERS = 200
+#: Seconds an idle connection gets to close by itself once the server is stopping.
+SHUTDOWN_GRACE = 0.3
 
 
 class _Refused(Exception):
@@ -47,6 +49,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_count = 0
         self._refused = False
+        self._lost = False
 
     def _refuse(self, exc: TenantAccessError) -> None:
         """Answer ``exc`` in the active wire format and close the connection."""
@@ -116,8 +119,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """An idle connection is closed at once, as uvicorn does; but closing a TLS connection waits
+        for the client's close_notify, which a keep-alive client never sends, and held the process
+        for the whole graceful-shutdown timeout (3 s). So an idle connection still open shortly
+        after is aborted; one with a request in flight is left to finish."""
+        idle = self.cycle is None or self.cycle.response_complete
+        super().shutdown()
+        if idle:
+            self.loop.call_later(SHUTDOWN_GRACE, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if not self._lost:
+            self.transport.abort()
 
 
 def protocol_class(header_timeout: float, api_style: str = "seed") -> type[Any] | str:

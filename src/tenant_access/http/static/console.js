@@ -53,6 +53,7 @@
     audit: null, // normalized records of the selected service, or an ApiError
     historyAll: false,
     historyExpanded: {},
+    places: [], // [{subscription, resource_group}] with services, from the sign-in check
   };
 
   const $ = (id) => document.getElementById(id);
@@ -228,10 +229,12 @@
   async function api(method, path, options) {
     const opts = options || {};
     const url = new URL(ROOT + path, location.origin);
-    url.searchParams.set("api-version", API_VERSION);
+    if (opts.versioned !== false) url.searchParams.set("api-version", API_VERSION);
     for (const [name, value] of Object.entries(opts.query || {})) url.searchParams.set(name, value);
     const headers = { Accept: "application/json", ...(opts.headers || {}) };
-    if (state.token) headers.Authorization = authorization(state.token);
+    // opts.token: a token being checked at sign-in, not yet the session's.
+    const token = opts.token !== undefined ? opts.token : state.token;
+    if (token) headers.Authorization = authorization(token);
     const init = { method, headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" };
     if (opts.body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -261,7 +264,7 @@
       const error = (payload && payload.error) || {};
       const failure = new ApiError(response.status, error.code || String(response.status),
         error.message || response.statusText || `The server answered ${response.status}.`, requestId);
-      if (response.status === 401) signedOut(failure);
+      if (response.status === 401 && opts.token === undefined) signedOut(failure);
       throw failure;
     }
     return { status: response.status, etag: response.headers.get("etag"), data: unwrap(payload), requestId };
@@ -411,7 +414,21 @@
     $("token").focus();
   }
 
-  function signIn(event) {
+  function isSas(token) {
+    return /^(sharedaccesssignature\s+)?uid=/i.test(token.trim());
+  }
+
+  async function checkToken(token) {
+    // The server's verdict before anything else: garbage is refused here with its reason, and a
+    // good token brings the resource groups it can see, to fill the boxes with real values.
+    // A SharedAccessSignature is valid only on its own service's routes, so it is checked there.
+    if (isSas(token)) return { resource_groups: [] };
+    const answer = await busy($("signin-submit"), () =>
+      api("GET", "/console/session", { token, versioned: false }));
+    return answer.data || {};
+  }
+
+  async function signIn(event) {
     event.preventDefault();
     const token = $("token").value.trim();
     const message = $("signin-error");
@@ -427,6 +444,17 @@
       message.hidden = false;
       return;
     }
+    let session;
+    try {
+      session = await checkToken(token);
+    } catch (error) {
+      message.textContent = error.status === 401
+        ? `The server refused this token: ${error.message.replace(/\s*Send 'Authorization:.*$/, "")}`
+        : error.message;
+      message.hidden = false;
+      return;
+    }
+    state.places = Array.isArray(session.resource_groups) ? session.resource_groups : [];
     $("token").value = "";
     startSession(token, false);
     restoreScope();
@@ -452,7 +480,12 @@
     } catch (_) {
       saved = null;
     }
-    const scope = fromHash || fromToken || saved || {};
+    const first = (state.places || [])[0];
+    const found = first ? { subscription: first.subscription, resourceGroup: first.resource_group } : null;
+    // The page's own address first, then a token scoped to a resource group, the last ones used,
+    // a resource group the sign-in check found, and at least the token's subscription.
+    const scope = fromHash || (fromToken && fromToken.resourceGroup ? fromToken : null) || saved || found ||
+      fromToken || {};
     $("subscription").value = scope.subscription || "";
     $("resource-group").value = scope.resourceGroup || "";
     $("scope-hint").textContent = state.claims && state.claims.scope
