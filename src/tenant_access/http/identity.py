@@ -65,39 +65,55 @@ def routes(app: App) -> list[Route]:
         }))
 
     async def token(ctx: Context) -> Outcome:
+        """The attempt takes its slot in the address's failure window before anything is awaited
+        (see :meth:`FailureLimiter.reserve`): a burst of concurrent bad secrets gets at most the
+        limit of 401s, the rest 429, and only attempts that present a wrong secret keep the slot."""
+        request = ctx.request
+        decision = app.auth.failures.reserve(request.client)
+        if not decision.allowed:
+            response = json_response(429, {"error": "temporarily_unavailable",
+                                           "error_description": "Too many failed sign-ins; retry later."})
+            response.header("Cache-Control", "no-store")
+            return Outcome("raw", response.header("Retry-After", str(decision.retry_after)))
+        failed = False
+        try:
+            outcome, failed = await exchange(ctx)
+        finally:
+            if not failed:
+                app.auth.failures.release(request.client, decision)
+        return outcome
+
+    async def exchange(ctx: Context) -> tuple[Outcome, bool]:
+        """The token request's answer, and whether it was a failed sign-in (a wrong secret)."""
         from tenant_access.security.service_principals import verify_client_secret
         from tenant_access.security.tokens import issue_token, load_or_create_signing_key
 
         request = ctx.request
         tenant = ctx.params["tenant"]
-        decision = app.auth.failures.check(request.client)
-        if not decision.allowed:
-            response = json_response(429, {"error": "temporarily_unavailable",
-                                           "error_description": "Too many failed sign-ins; retry later."})
-            return Outcome("raw", response.header("Retry-After", str(decision.retry_after)))
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            return _oauth_error(400, "invalid_request", "Send the token request as a form.")
+            return _oauth_error(400, "invalid_request", "Send the token request as a form."), False
         try:
             form = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True, strict_parsing=False))
         except UnicodeDecodeError:
-            return _oauth_error(400, "invalid_request", "The form is not UTF-8.")
+            return _oauth_error(400, "invalid_request", "The form is not UTF-8."), False
         if form.get("grant_type") != "client_credentials":
-            return _oauth_error(400, "unsupported_grant_type", "Only the client_credentials grant is supported.")
+            return _oauth_error(400, "unsupported_grant_type", "Only the client_credentials grant is supported."), False
         client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         principal = await app.store.get_principal(client_id) if 0 < len(client_id) <= 64 else None
         stored = principal.secret_hash if principal is not None and principal.disabled_at is None else None
-        # Verify even when there is no such principal (against no hash), so timing tells nothing.
-        valid = await asyncio.to_thread(verify_client_secret, secret, stored)
+        # Verify even when there is no such principal (against no hash), so timing tells nothing;
+        # one scrypt at a time per address, so a burst cannot queue ahead of other callers.
+        async with app.auth.sign_ins.slot(request.client):
+            valid = await asyncio.to_thread(verify_client_secret, secret, stored)
         if not valid or principal is None:
-            app.auth.failures.record_failure(request.client)
             actor = Actor("unauthenticated", "-", "-", "-", request.request_id, request.client)
             try:
                 await app.use_cases.record(event(actor, "identity.token", f"/{tenant[:64]}/oauth2/v2.0/token",
                                                  outcome="denied", status=401))
             except Exception:
                 log.warning("could not record a refused sign-in (request %s)", request.request_id)
-            return _oauth_error(401, "invalid_client", "The client id or secret is not valid.")
+            return _oauth_error(401, "invalid_client", "The client id or secret is not valid."), True
         audience = "https://management.azure.com/"
         for requested in form.get("scope", "").split():
             match = _RESOURCE_SCOPE.match(requested)
@@ -112,7 +128,7 @@ def routes(app: App) -> list[Route]:
             "token_type": "Bearer", "expires_in": TOKEN_LIFETIME, "ext_expires_in": TOKEN_LIFETIME,
             "access_token": access_token,
         }).encode())
-        return Outcome("raw", response.header("Cache-Control", "no-store").header("Pragma", "no-cache"))
+        return Outcome("raw", response.header("Cache-Control", "no-store").header("Pragma", "no-cache")), False
 
     return [
         Route("identity.openid_configuration", "GET", "/{tenant}/v2.0/.well-known/openid-configuration",
