@@ -90,10 +90,11 @@ class FailureLimiter:
         now = self._clock()
         with self._lock:
             times = self._recent(address, now)
-            if len(times) >= self.limit:
+            used = len(times)
+            if used >= self.limit:
                 return Decision(False, retry_after=_seconds(times[0] + self.window - now))
             self._take(address, now)
-            return Decision(True, remaining=self.limit - len(times) - 1, slot=now)
+            return Decision(True, remaining=self.limit - used - 1, slot=now)
 
     def release(self, address: str, decision: Decision) -> None:
         """Give back the slot of a :meth:`reserve` whose attempt succeeded (or was not an attempt
