@@ -71,7 +71,8 @@ def _answer(raw: bytes) -> tuple[int, dict[str, str], dict[str, object]]:
 def test_a_body_that_dribbles_is_answered_408_at_the_request_deadline(tmp_path: Path, style: str) -> None:
     """Headers on time, then ``Content-Length: 60000`` and a byte a second: the deadline covers the
     body too. A normal client is served meanwhile."""
-    server = ServerProcess(tmp_path, ["--header-timeout", "1", "--api-style", style], env=_env(request_timeout=2)).start()
+    server = ServerProcess(tmp_path, ["--header-timeout", "1", "--api-style", style],
+                           env=_env(request_timeout=2)).start()
     try:
         path = f"{service_path('slow-body')}?{API}"
         sock = socket.create_connection(("127.0.0.1", server.port))

@@ -53,7 +53,7 @@ def test_a_failed_verification_frees_its_slot() -> None:
 
 
 def test_bounds_must_be_positive() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be positive"):
         VerificationGate(total=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be positive"):
         VerificationGate(per_address=0)
