@@ -78,3 +78,15 @@ def test_a_bad_proxy_list_stops_the_start(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, ["--forwarded-allow-ips", "proxy.example.com"])
     with pytest.raises(RuntimeError, match=r"'proxy\.example\.com' is not an IP address"):
         server.start(timeout=20)
+
+
+def test_believing_every_peer_is_warned_about(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, ["--auth-failures-per-minute", str(LIMIT), "--forwarded-allow-ips", "*"]).start()
+    try:
+        assert "--forwarded-allow-ips '*'" in server.log()
+        with _owner(server) as owner:
+            svc = service_path("proxied-" + uuid.uuid4().hex[:6])
+            assert owner.put(f"{svc}?{API}", json=SERVICE_BODY).status_code == 201
+            assert _forged(server, svc, LIMIT + 2) == [401] * (LIMIT + 2)
+    finally:
+        server.stop()
