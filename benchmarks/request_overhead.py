@@ -1,8 +1,9 @@
 """Per-request cost of the app itself, in process (no sockets), to see what instrumentation adds.
 
-Run: ``.venv/bin/python -m benchmarks.request_overhead [--requests N] [--log text|json|off] [--compare]``.
-It drives the ASGI callable directly, so the number is the app's own cost per request (routing,
-authentication off, handler, wire format, metrics, access log), not uvicorn's or the kernel's.
+Run: ``.venv/bin/python -m benchmarks.request_overhead [--requests N] [--log text|json|off] [--compare]
+[--auth none|strict]``. It drives the ASGI callable directly, so the number is the app's own cost per
+request (routing, authentication (off by default; ``--auth strict`` sends an owner's bearer token,
+as real clients do), handler, wire format, metrics, access log), not uvicorn's or the kernel's.
 
 ``--compare`` measures what metrics cost: it alternates rounds with the real instruments and rounds
 with a do-nothing stand-in, in one process on one store, so machine noise hits both alike, and
@@ -25,9 +26,12 @@ SUB = "00000000-0000-0000-0000-000000000000"
 SERVICE = f"/subscriptions/{SUB}/resourceGroups/bench/providers/Microsoft.ApiManagement/service/bench"
 
 
+_HEADERS: list[tuple[bytes, bytes]] = [(b"host", b"bench")]
+
+
 def _scope(method: str, path: str, query: bytes = b"api-version=2024-05-01") -> dict[str, Any]:
     return {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": query,
-            "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 5000), "scheme": "http"}
+            "headers": list(_HEADERS), "client": ("127.0.0.1", 5000), "scheme": "http"}
 
 
 async def _call(app: Any, scope: dict[str, Any], body: bytes = b"") -> int:
@@ -65,7 +69,7 @@ async def _round(app: Any, scope: dict[str, Any], requests: int) -> float:
     return (time.perf_counter() - started) / requests * 1e6
 
 
-async def _run(requests: int, log_format: str, compare: bool = False) -> dict[str, float]:
+async def _run(requests: int, log_format: str, compare: bool = False, auth: str = "none") -> dict[str, float]:
     from tenant_access.config import Settings
     from tenant_access.http.app import create_app
     from tenant_access.server import configure_logging
@@ -79,7 +83,12 @@ async def _run(requests: int, log_format: str, compare: bool = False) -> dict[st
     else:
         logging.getLogger("tenant_access").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(Settings(data_dir=Path(tmp), auth="none"))
+        app = create_app(Settings(data_dir=Path(tmp), auth=auth))
+        if auth != "none":
+            from tenant_access.security.tokens import issue_token, load_or_create_signing_key
+
+            token = issue_token(load_or_create_signing_key(Path(tmp)), "bench", "owner", "/", 3600)
+            _HEADERS[:] = [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())]
         await app.startup()
         try:
             body = (b'{"location":"x","sku":{"name":"Developer","capacity":1},'
@@ -112,8 +121,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--log", choices=["text", "json", "off"], default="off")
     parser.add_argument("--compare", action="store_true", help="report what metrics add to each request")
+    parser.add_argument("--auth", choices=["none", "strict"], default="none",
+                        help="strict: every request carries an owner's bearer token")
     args = parser.parse_args()
-    for name, micros in asyncio.run(_run(args.requests, args.log, args.compare)).items():
+    for name, micros in asyncio.run(_run(args.requests, args.log, args.compare, args.auth)).items():
         if args.compare:
             print(f"{name:12s} metrics add {micros:5.2f} µs/request (median of 15 paired rounds)")
         else:

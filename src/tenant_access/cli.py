@@ -68,6 +68,16 @@ def main() -> None:
               help="Key regenerations a second per principal; 0 is off. [default 0]")
 @click.option("--header-timeout", type=click.FloatRange(0.1),
               help="Seconds a client may take to send request headers. [env TENANT_ACCESS_HEADER_TIMEOUT; default 10]")
+@click.option("--request-timeout", type=click.FloatRange(0.1),
+              help="Seconds a client may take to send a whole request, body included, before a 408. "
+              "[env TENANT_ACCESS_REQUEST_TIMEOUT; default 30]")
+@click.option("--max-connections-per-address", type=click.IntRange(1),
+              help="Open connections one client address may hold; more are answered 429. "
+              "[env TENANT_ACCESS_MAX_CONNECTIONS_PER_ADDRESS; default 128]")
+@click.option("--forwarded-allow-ips",
+              help="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+              "are believed; '*' believes anyone (unsafe). [env TENANT_ACCESS_FORWARDED_ALLOW_IPS; default none: "
+              "the headers are ignored]")
 @click.option("--console/--no-console", default=None,
               help="Serve the web console at /console. [env TENANT_ACCESS_CONSOLE; default on]")
 @click.option("--metrics", type=click.Choice(METRICS_ACCESS),

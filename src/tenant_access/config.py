@@ -7,6 +7,7 @@ user-facing copy of this table.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -55,6 +56,14 @@ class Settings:
     tls_key: Path | None = field(default=None, metadata={"help": "PEM private key of tls_cert; implies tls"})
     header_timeout: float = field(default=10.0, metadata={
         "help": "seconds a client may take to send a request's headers before the connection is closed"})
+    request_timeout: float = field(default=30.0, metadata={
+        "help": "seconds a client may take to send a whole request (headers and body) before a 408 and the "
+                "connection is closed"})
+    max_connections_per_address: int = field(default=128, metadata={
+        "help": "open connections one client address may hold; the next is answered 429 and closed"})
+    forwarded_allow_ips: str | None = field(default=None, metadata={
+        "help": "comma-separated IPs/CIDRs of proxies whose X-Forwarded-For/-Proto are believed ('*': any, "
+                "unsafe); default none: the headers are ignored"})
     auth: str = field(default="strict", metadata={"help": "strict (default), emulator, or none"})
     token_keys: str | None = field(default=None, metadata={
         "help": "comma-separated PEM or JWKS (.json) files of extra token verification keys"})
@@ -97,6 +106,8 @@ class Settings:
             raise ValueError(f"metrics must be one of {', '.join(METRICS_ACCESS)}, not {self.metrics!r}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
+        if self.forwarded_allow_ips is not None:
+            object.__setattr__(self, "forwarded_allow_ips", _proxies(self.forwarded_allow_ips))
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
         if self.public_url is not None:
@@ -135,6 +146,19 @@ class Settings:
                 values[f.name] = _convert(f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+
+def _proxies(raw: str) -> str | None:
+    """The proxies' addresses, checked (a typo must stop the start, not silently trust nothing or
+    the wrong host) and normalised; ``None`` when the list is empty."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    for item in items:
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"forwarded_allow_ips: {item!r} is not an IP address, a CIDR network or '*'") from None
+    return ",".join(items) or None
 
 
 _TRUE = {"1", "true", "yes", "on"}

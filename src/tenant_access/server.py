@@ -176,12 +176,31 @@ def tls_files(settings: Settings) -> tuple[Path, Path] | None:
     return cert, key
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What every uvicorn this package runs is configured with (the server and the in-process
+    test server alike): the guarded protocol, and proxy headers believed only from the proxies
+    ``--forwarded-allow-ips`` names. uvicorn's own default believes any loopback peer, so a local
+    forwarder (ssh -L, a sidecar) would let its clients pick their address: escape the failure
+    limiter and forge the client of audit records."""
+    from tenant_access.http.protocol import protocol_class
+
+    proxies = settings.forwarded_allow_ips
+    if proxies is not None and "*" in proxies.split(","):
+        log.warning("--forwarded-allow-ips '*': any client may set its own address with X-Forwarded-For; "
+                    "use only when every connection comes through a proxy")
+    return {
+        "http": protocol_class(settings.header_timeout, settings.api_style, request_timeout=settings.request_timeout,
+                               max_connections_per_address=settings.max_connections_per_address),
+        "proxy_headers": proxies is not None,
+        "forwarded_allow_ips": proxies or "",
+    }
+
+
 def serve(settings: Settings, *, demo: bool = False) -> None:
     configure_logging(settings.log_level, settings.log_format)
     import uvicorn
 
     from tenant_access.http.app import create_app
-    from tenant_access.http.protocol import protocol_class
 
     ssl_files = tls_files(settings)
     if settings.auth == "emulator":
@@ -228,7 +247,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         server_header=False,
         timeout_graceful_shutdown=3,
         timeout_keep_alive=30,
-        http=protocol_class(settings.header_timeout, settings.api_style),
+        **uvicorn_options(settings),
         ssl_certfile=str(ssl_files[0]) if ssl_files else None,
         ssl_keyfile=str(ssl_files[1]) if ssl_files else None,
     )

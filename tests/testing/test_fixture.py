@@ -213,3 +213,17 @@ def test_start_server_from_inside_a_running_event_loop() -> None:
             server.stop()
 
     assert asyncio.run(scenario()) == ["apim"]
+
+
+@pytest.mark.parametrize("proxies", [None, "127.0.0.1"])
+def test_the_in_process_server_believes_forwarded_headers_only_from_named_proxies(proxies: str | None) -> None:
+    """The in-process server is configured like the real one: uvicorn's default would believe
+    X-Forwarded-For from any loopback peer."""
+    options: dict[str, Any] = {"auth_failures_per_minute": 2}
+    if proxies is not None:
+        options["forwarded_allow_ips"] = proxies
+    with run_server(**options) as server:
+        url = f"{server.url}/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ApiManagement/service"
+        statuses = [httpx.get(f"{url}?api-version=2024-05-01", headers={
+            "Authorization": "Bearer forged", "X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(4)]
+    assert statuses == ([401, 401, 429, 429] if proxies is None else [401] * 4)

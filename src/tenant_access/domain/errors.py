@@ -91,6 +91,15 @@ class PreconditionFailed(TenantAccessError):
     azure_code = "PreconditionFailed"
 
 
+class RequestTimeout(TenantAccessError):
+    """The request (headers and body) did not arrive within the server's deadline; refused by the
+    HTTP protocol layer, which then closes the connection."""
+
+    status = 408
+    code = "REQUEST_TIMEOUT"
+    azure_code = "RequestTimeout"
+
+
 class PayloadTooLarge(TenantAccessError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"

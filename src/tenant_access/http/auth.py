@@ -12,6 +12,9 @@ Three credentials are understood (``docs/security.md`` has the threat model):
 A refused bearer token is told the kind of failure (expired, another key, another audience...;
 :mod:`.challenges`), a refused SharedAccessSignature always the same thing, so that nothing tells
 whether a service exists; failures are counted per client address and answered 429 past a limit.
+The limit is checked again after every await and before the failure is recorded, with no await
+in between, so a burst of concurrent bad credentials cannot all pass the check before the first
+failure counts.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenant_access.config import Settings
-from tenant_access.domain.errors import AuthenticationFailed, Forbidden, TooManyRequests
+from tenant_access.domain.errors import AuthenticationFailed, FieldError, Forbidden, TooManyRequests, ValidationFailed
 from tenant_access.domain.models import AccessName, ServiceRef
 from tenant_access.http.challenges import Refusal, refusal
 from tenant_access.http.request import Request
@@ -34,6 +37,7 @@ from tenant_access.memo import Memo
 from tenant_access.security import sas
 from tenant_access.security.authorization import Principal, Role, authorize
 from tenant_access.security.errors import InvalidCredential
+from tenant_access.security.gate import VerificationGate
 from tenant_access.security.headers import Scheme, read_authorization
 from tenant_access.security.limits import FailureLimiter, RateLimiter
 from tenant_access.security.signing_keys import SigningKeyring
@@ -92,18 +96,19 @@ class Authenticator:
     signing: SigningKeyring | None = None
     #: How far ahead a shared access signature's expiry may lie.
     max_sas_lifetime: _dt.timedelta | None = None
+    #: Client-secret verifications (scrypt) at the token endpoint: bounded, one at a time per address.
+    sign_ins: VerificationGate = field(default_factory=VerificationGate)
 
     async def authenticate(self, request: Request, route: Route, params: dict[str, str]) -> Principal:
+        if request.repeats("authorization"):
+            raise ValidationFailed(
+                "Send one Authorization header, not several.",
+                details=[FieldError("header.Authorization", "given more than once")],
+                target="Authorization",
+            )
         if self.mode == "none":
             return Principal.anonymous()
-        decision = self.failures.check(request.client)
-        if not decision.allowed:
-            if self.on_failure is not None:
-                self.on_failure(request.headers.get("authorization"), "throttled")
-            raise TooManyRequests(
-                "Too many failed authentication attempts from this address; retry later.",
-                retry_after=decision.retry_after,
-            )
+        self._admit(request)
         header = request.headers.get("authorization")
         try:
             if header is None:
@@ -121,7 +126,7 @@ class Authenticator:
                 if credential.scheme is Scheme.BEARER:
                     principal = await self._bearer(credential.value, header)
                 else:
-                    principal = await self._sas(credential.value, params)
+                    principal = await self._sas(credential.value, params, request)
         except InvalidCredential as exc:
             self.failures.record_failure(request.client)
             log.info("authentication failed from %s: %s", request.client, exc.reason)
@@ -132,6 +137,17 @@ class Authenticator:
             log.debug("request %s: %s principal %s, role %s, scope %s", request.request_id, principal.kind.value,
                       principal.sub, principal.role.value, principal.scope)
         return principal
+
+    def _admit(self, request: Request) -> None:
+        """429 when the address has used up its failures; lock-free for an address without any."""
+        decision = self.failures.check(request.client)
+        if not decision.allowed:
+            if self.on_failure is not None:
+                self.on_failure(request.headers.get("authorization"), "throttled")
+            raise TooManyRequests(
+                "Too many failed authentication attempts from this address; retry later.",
+                retry_after=decision.retry_after,
+            )
 
     def warm(self) -> None:
         """Load what the first request would otherwise load (PyJWT, the HMAC and SAS code paths), so
@@ -185,7 +201,7 @@ class Authenticator:
         if found is None or found.disabled_at is not None or found.generation != app[1]:
             raise InvalidCredential("bearer: service principal disabled, deleted or its secret rotated")
 
-    async def _sas(self, value: str, params: dict[str, str]) -> Principal:
+    async def _sas(self, value: str, params: dict[str, str], request: Request) -> Principal:
         """A SAS is valid only for routes of its own service, while ``access`` is enabled, until
         expiry, and only while the key it was signed with is current.
 
@@ -193,12 +209,17 @@ class Authenticator:
         only while that version is still one of the configuration's two current keys (read through
         the store's invalidated cache), the configuration is enabled, its principal id unchanged and
         the expiry ahead. So a regeneration revokes it exactly as a full check would.
+
+        Reading the keys may wait for the database, and other attempts from the same address may
+        fail meanwhile: the limit is checked again once they are read, and from there to the
+        verdict nothing awaits.
         """
         if "serviceName" not in params:
             raise InvalidCredential("sas: this route is not a service's")
         ref = ServiceRef(params["subscriptionId"], params["resourceGroupName"], params["serviceName"])
         # Cached: the store drops an entry as soon as it learns of a change (see Store.get_secrets_cached).
         secrets = await self.store.get_secrets_cached(ref, AccessName.ACCESS)
+        self._admit(request)
         if secrets is None or not secrets.config.enabled:
             raise InvalidCredential("sas: no enabled access configuration")
         config = secrets.config
@@ -238,9 +259,13 @@ class Authenticator:
             self._throttle(principal, route)
 
     def _throttle(self, principal: Principal, route: Route) -> None:
-        decision = self.requests.acquire(principal.sub)
+        """One bucket per principal *and* the scope it acts on: every SAS caller's subject is its
+        configuration's principal id (``integration`` by default), so the subject alone would put
+        the callers of unrelated services in one bucket."""
+        key = (principal.kind, principal.sub, principal.scope)
+        decision = self.requests.acquire(key)
         if decision.allowed and "regenerate" in route.operation:
-            decision = self.regenerations.acquire(principal.sub)
+            decision = self.regenerations.acquire(key)
         if not decision.allowed:
             raise TooManyRequests("Request rate limit reached; retry later.", retry_after=decision.retry_after)
 

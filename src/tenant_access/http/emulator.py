@@ -219,7 +219,8 @@ class Emulator:
 
             document = await seeding.dump(ctx.app, ctx.actor, reveal=_flag(ctx, "reveal"))
             document["faults"] = faults.describe()["rules"]
-            return Outcome("document", document)
+            # Revealed, the document carries every key: no cache may keep a copy.
+            return Outcome("document", document, headers=(("Cache-Control", "no-store"),))
 
         async def seed(ctx: Context) -> Outcome:
             from tenant_access import seeding

@@ -30,6 +30,7 @@ from tenant_access.http.routing import Route
 
 if TYPE_CHECKING:
     from tenant_access.http.app import App
+    from tenant_access.http.request import Request
 
 log = logging.getLogger("tenant_access.identity")
 
@@ -66,6 +67,45 @@ def _oauth_error(status: int, error: str, description: str) -> Outcome:
     return Outcome("raw", response)
 
 
+def _openid_document(base_url: str, tenant: str, audiences: tuple[str, ...]) -> dict[str, object]:
+    """Built from the configured public URL only, never from the request's ``Host``: a shared cache
+    in front of the server must not be able to keep a document that names another host."""
+    base = f"{base_url}/{tenant}"
+    return {
+        "issuer": base_url,
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "jwks_uri": f"{base}/discovery/v2.0/keys",
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["HS256"],
+        "scopes_supported": [a.rstrip("/") + DEFAULT_SUFFIX for a in dict.fromkeys(audiences)],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "jti", "role", "scope", "azp", "idtyp"],
+        "tenant_region_scope": None,
+    }
+
+
+async def _keys(ctx: Context) -> Outcome:
+    """The server's public signing keys: none. Its tokens are HS256 under a secret only the
+    server holds (and only it verifies them), so there is no public key to publish; an empty
+    set is the honest answer, and it satisfies clients that require ``jwks_uri`` to exist."""
+    if not _TENANT.fullmatch(ctx.params["tenant"]):
+        return _oauth_error(400, "invalid_tenant", "The tenant id may contain only letters, digits, '.' and '-'.")
+    return Outcome("raw", json_response(200, {"keys": []}))
+
+
+async def _record_refused_sign_in(app: App, request: Request, tenant: str) -> None:
+    """Best effort: a sign-in refused is refused whether or not its record could be written."""
+    actor = Actor("unauthenticated", "-", "-", "-", request.request_id, request.client)
+    try:
+        await app.use_cases.record(event(actor, "identity.token", f"/{tenant[:64]}/oauth2/v2.0/token",
+                                         outcome="denied", status=401))
+    except Exception:
+        log.warning("could not record a refused sign-in (request %s)", request.request_id)
+
+
 def routes(app: App) -> list[Route]:
     base_url = app.settings.base_url
 
@@ -79,70 +119,58 @@ def routes(app: App) -> list[Route]:
         tenant = ctx.params["tenant"]
         if not _TENANT.fullmatch(tenant):
             return _oauth_error(400, "invalid_tenant", "The tenant id may contain only letters, digits, '.' and '-'.")
-        base = f"{base_url}/{tenant}"
-        return Outcome("raw", json_response(200, {
-            "issuer": base_url,
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
-            "token_endpoint_auth_methods_supported": ["client_secret_post"],
-            "grant_types_supported": ["client_credentials"],
-            "response_types_supported": ["token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["HS256"],
-            "scopes_supported": [a.rstrip("/") + DEFAULT_SUFFIX for a in dict.fromkeys(audiences())],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "jti", "role", "scope", "azp", "idtyp"],
-            "tenant_region_scope": None,
-        }))
-
-    async def keys(ctx: Context) -> Outcome:
-        """The server's public signing keys: none. Its tokens are HS256 under a secret only the
-        server holds (and only it verifies them), so there is no public key to publish; an empty
-        set is the honest answer, and it satisfies clients that require ``jwks_uri`` to exist."""
-        if not _TENANT.fullmatch(ctx.params["tenant"]):
-            return _oauth_error(400, "invalid_tenant", "The tenant id may contain only letters, digits, '.' and '-'.")
-        return Outcome("raw", json_response(200, {"keys": []}))
+        return Outcome("raw", json_response(200, _openid_document(base_url, tenant, audiences())))
 
     async def token(ctx: Context) -> Outcome:
+        """The attempt takes its slot in the address's failure window before anything is awaited
+        (see :meth:`FailureLimiter.reserve`): a burst of concurrent bad secrets gets at most the
+        limit of 401s, the rest 429, and only attempts that present a wrong secret keep the slot."""
+        request = ctx.request
+        decision = app.auth.failures.reserve(request.client)
+        if not decision.allowed:
+            throttled = _oauth_error(429, "temporarily_unavailable", "Too many failed sign-ins; retry later.")
+            throttled.value.header("Retry-After", str(decision.retry_after))
+            return throttled
+        failed = False
+        try:
+            outcome, failed = await exchange(ctx)
+        finally:
+            if not failed:
+                app.auth.failures.release(request.client, decision)
+        return outcome
+
+    async def exchange(ctx: Context) -> tuple[Outcome, bool]:
+        """The token request's answer, and whether it was a failed sign-in (a wrong secret)."""
         from tenant_access.security.service_principals import verify_client_secret
         from tenant_access.security.signing_keys import SigningKeyring
         from tenant_access.security.tokens import issue_token
 
         request = ctx.request
         tenant = ctx.params["tenant"]
-        decision = app.auth.failures.check(request.client)
-        if not decision.allowed:
-            response = json_response(429, {"error": "temporarily_unavailable",
-                                           "error_description": "Too many failed sign-ins; retry later."})
-            return Outcome("raw", response.header("Retry-After", str(decision.retry_after)))
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            return _oauth_error(400, "invalid_request", "Send the token request as a form.")
+            return _oauth_error(400, "invalid_request", "Send the token request as a form."), False
         try:
             form = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True, strict_parsing=False))
         except UnicodeDecodeError:
-            return _oauth_error(400, "invalid_request", "The form is not UTF-8.")
+            return _oauth_error(400, "invalid_request", "The form is not UTF-8."), False
         if form.get("grant_type") != "client_credentials":
-            return _oauth_error(400, "unsupported_grant_type", "Only the client_credentials grant is supported.")
+            return _oauth_error(400, "unsupported_grant_type", "Only the client_credentials grant is supported."), False
         client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         principal = await app.store.get_principal(client_id) if 0 < len(client_id) <= 64 else None
         stored = principal.secret_hash if principal is not None and principal.disabled_at is None else None
-        # Verify even when there is no such principal (against no hash), so timing tells nothing.
-        valid = await asyncio.to_thread(verify_client_secret, secret, stored)
+        # Verify even when there is no such principal (against no hash), so timing tells nothing;
+        # one scrypt at a time per address, so a burst cannot queue ahead of other callers.
+        async with app.auth.sign_ins.slot(request.client):
+            valid = await asyncio.to_thread(verify_client_secret, secret, stored)
         if not valid or principal is None:
-            app.auth.failures.record_failure(request.client)
-            actor = Actor("unauthenticated", "-", "-", "-", request.request_id, request.client)
-            try:
-                await app.use_cases.record(event(actor, "identity.token", f"/{tenant[:64]}/oauth2/v2.0/token",
-                                                 outcome="denied", status=401))
-            except Exception:
-                log.warning("could not record a refused sign-in (request %s)", request.request_id)
-            return _oauth_error(401, "invalid_client", "The client id or secret is not valid.")
+            await _record_refused_sign_in(app, request, tenant)
+            return _oauth_error(401, "invalid_client", "The client id or secret is not valid."), True
         audience = audience_for(form.get("scope", ""), audiences())
         if audience is None:
-            return _oauth_error(400, "invalid_scope",
-                                "The scope must be one '<resource>/.default' naming a resource this server accepts "
-                                f"tokens for, such as '{base_url}/.default' or 'https://management.azure.com/.default'.")
+            scope_hint = f"such as '{base_url}/.default' or 'https://management.azure.com/.default'"
+            return _oauth_error(400, "invalid_scope", "The scope must be one '<resource>/.default' naming a "
+                                f"resource this server accepts tokens for, {scope_hint}."), False
         signing = app.auth.signing or SigningKeyring(app.settings.data_dir, app.settings.max_token_lifetime)
         lifetime = min(TOKEN_LIFETIME, app.settings.max_token_lifetime)
         access_token = issue_token(
@@ -153,7 +181,7 @@ def routes(app: App) -> list[Route]:
             "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
             "access_token": access_token,
         }).encode())
-        return Outcome("raw", response.header("Cache-Control", "no-store").header("Pragma", "no-cache"))
+        return Outcome("raw", response.header("Cache-Control", "no-store").header("Pragma", "no-cache")), False
 
     return [
         Route("identity.openid_configuration", "GET", "/{tenant}/v2.0/.well-known/openid-configuration",
@@ -161,7 +189,7 @@ def routes(app: App) -> list[Route]:
               versioned=False, public=True),
         Route("identity.openid_configuration_adfs", "GET", "/{tenant}/.well-known/openid-configuration",
               openid_configuration, "OpenID configuration, ADFS-shaped path", versioned=False, public=True),
-        Route("identity.keys", "GET", "/{tenant}/discovery/v2.0/keys", keys,
+        Route("identity.keys", "GET", "/{tenant}/discovery/v2.0/keys", _keys,
               "The server's public token signing keys (JWKS): an empty set, its tokens being HS256",
               versioned=False, public=True),
         Route("identity.token", "POST", "/{tenant}/oauth2/v2.0/token", token,

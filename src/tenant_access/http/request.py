@@ -58,6 +58,15 @@ class Request:
                 self._segments = [part.decode("utf-8") for part in parts]
         return self._segments
 
+    def repeats(self, name: str) -> bool:
+        """Whether header ``name`` (lower case) was sent more than once. O(1) when no header was
+        repeated at all, the usual case: ``headers`` then has as many entries as the request."""
+        raw = self.scope.get("headers", ())
+        if len(raw) == len(self.headers):
+            return False
+        wanted = name.encode("latin-1")
+        return sum(1 for k, _ in raw if k.lower() == wanted) > 1
+
     def header_values(self, name: str) -> list[str]:
         """Every value of one header, in order (``headers`` keeps only the last of repeated ones)."""
         wanted = name.lower().encode("latin-1")
@@ -103,7 +112,10 @@ class Request:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                break
+                # The client left (or the request deadline closed it) mid-body: what arrived is a
+                # fragment, never to be acted on as if it were the whole request.
+                raise ValidationFailed("The connection closed before the request body was complete.",
+                                       details=[FieldError("body", "incomplete")], target="body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.body_limit:

@@ -171,8 +171,9 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return Response(200, _access_answer(value)).header("ETag", _etag(value.etag))
     if kind == "access_etag":
         return _empty(200).header("ETag", _etag(value.etag))
-    if kind == "secrets":
-        return json_response(200, secrets_body(value)).header("ETag", _etag(value.config.etag))
+    if kind == "secrets":  # keys: no cache may keep a copy (RFC 9111 no-store)
+        return (json_response(200, secrets_body(value)).header("ETag", _etag(value.config.etag))
+                .header("Cache-Control", "no-store"))
     if kind == "access_list":
         return json_response(200, {
             "value": [access_body(c) for c in value],
@@ -267,8 +268,10 @@ def common_headers(response: Response, request: Request | None, request_id: str)
 
     ``x-ms-correlation-request-id`` is the caller's when it sent one, else this request's id (as
     Resource Manager does when it starts a correlation); ``x-ms-client-request-id`` is echoed so
-    a client can match answers to its own logs.
+    a client can match answers to its own logs. ``nosniff`` goes on every answer, errors
+    included: a browser must never run a JSON body as a script or a page.
     """
+    response.header("X-Content-Type-Options", "nosniff")
     response.header("x-ms-request-id", request_id)
     headers = request.headers if request is not None else {}
     correlation = headers.get("x-ms-correlation-request-id", "")

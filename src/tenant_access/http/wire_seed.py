@@ -129,8 +129,8 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return Response(200, _access_answer(value)).header("ETag", _etag(value))
     if kind == "access_etag":
         return Response(200, content_type=None).header("ETag", _etag(value))
-    if kind == "secrets":
-        return _ok(200, secrets_data(value)).header("ETag", _etag(value.config))
+    if kind == "secrets":  # keys: no cache may keep a copy (RFC 9111 no-store)
+        return _ok(200, secrets_data(value)).header("ETag", _etag(value.config)).header("Cache-Control", "no-store")
     if kind == "access_list":
         return _ok(200, [access_data(c) for c in value])
     if kind == "service":
@@ -169,4 +169,7 @@ def error(exc: TenantAccessError, request: Request | None, request_id: str) -> R
 
 
 def common_headers(response: Response, request: Request | None, request_id: str) -> None:
+    """``nosniff`` goes on every answer, errors included: a browser must never run a JSON body as
+    a script or a page."""
+    response.header("X-Content-Type-Options", "nosniff")
     response.header(REQUEST_ID_HEADER, request_id)

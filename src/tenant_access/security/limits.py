@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
@@ -30,6 +30,8 @@ class Decision:
     allowed: bool
     retry_after: int = 0  # whole seconds, > 0 exactly when not allowed
     remaining: int = 0  # requests or failures left before the limit (for rate-limit headers)
+    #: The slot a :meth:`FailureLimiter.reserve` took (its time), to hand back with ``release``.
+    slot: float = 0.0
 
 
 class FailureLimiter:
@@ -39,6 +41,13 @@ class FailureLimiter:
     credential, so a blocked client learns nothing) and :meth:`record_failure` after a failure.
     Successes deliberately do not reset the count: holding one valid credential must not buy
     unlimited guesses at another.
+
+    ``check`` then ``record_failure`` is only sound when nothing awaits between them: otherwise a
+    burst of concurrent attempts all pass the check before the first failure is recorded. A
+    verification that awaits (a scrypt hash in a thread) uses :meth:`reserve` instead: the attempt
+    takes its slot in the window before the await, as if it had failed already, and
+    :meth:`release` hands the slot back when it succeeds. At most ``limit`` attempts per window
+    can then fail, however many arrive at once.
     """
 
     def __init__(
@@ -73,13 +82,42 @@ class FailureLimiter:
     def record_failure(self, address: str) -> None:
         now = self._clock()
         with self._lock:
+            self._take(address, now)
+
+    def reserve(self, address: str) -> Decision:
+        """Check and, if allowed, count an attempt as failed from now on, in one step; a success
+        must :meth:`release` the decision's ``slot``. A refusal takes nothing."""
+        now = self._clock()
+        with self._lock:
             times = self._recent(address, now)
+            used = len(times)
+            if used >= self.limit:
+                return Decision(False, retry_after=_seconds(times[0] + self.window - now))
+            self._take(address, now)
+            return Decision(True, remaining=self.limit - used - 1, slot=now)
+
+    def release(self, address: str, decision: Decision) -> None:
+        """Give back the slot of a :meth:`reserve` whose attempt succeeded (or was not an attempt
+        at all: a malformed request). A slot that already left the window is simply gone."""
+        with self._lock:
+            times = self._failures.get(address)
+            if times is None:
+                return
+            try:
+                times.remove(decision.slot)
+            except ValueError:
+                return
             if not times:
-                times = self._failures[address] = deque(maxlen=self.limit)
-            times.append(now)
-            self._failures.move_to_end(address)
-            while len(self._failures) > self._max_tracked:
-                self._failures.popitem(last=False)
+                del self._failures[address]
+
+    def _take(self, address: str, now: float) -> None:
+        times = self._recent(address, now)
+        if not times:
+            times = self._failures[address] = deque(maxlen=self.limit)
+        times.append(now)
+        self._failures.move_to_end(address)
+        while len(self._failures) > self._max_tracked:
+            self._failures.popitem(last=False)
 
     def _recent(self, address: str, now: float) -> deque[float]:
         """The address's failures still inside the window (dropping the rest), or an empty deque."""
@@ -94,8 +132,8 @@ class FailureLimiter:
 
 
 class RateLimiter:
-    """A token bucket per key (a principal, an access key): ``rate`` requests a second on average,
-    bursts of up to ``burst``. Off by default (``rate=None``): every request is allowed.
+    """A token bucket per key (a principal and the scope it acts on, an access key): ``rate``
+    requests a second on average, bursts of up to ``burst``. Off by default (``rate=None``): every request is allowed.
 
     A bucket is the right shape for API clients: an idle client may burst (the SDK's polling, a
     deployment script), a busy one is held to the average. It is also what ARM itself uses.
@@ -117,14 +155,14 @@ class RateLimiter:
         self.burst = burst if burst is not None else max(1, math.ceil(rate or 1))
         self._clock = clock
         self._max_tracked = max_tracked
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, last time)
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()  # key -> (tokens, last time)
         self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return self.rate is not None
 
-    def acquire(self, key: str, cost: float = 1.0) -> Decision:
+    def acquire(self, key: Hashable, cost: float = 1.0) -> Decision:
         """Take ``cost`` tokens from ``key``'s bucket if it has them; otherwise say when it will."""
         if self.rate is None:
             return Decision(True, remaining=self.burst)

@@ -413,7 +413,7 @@ class _Runner:
     async def _serve(self) -> None:
         import uvicorn
 
-        from tenant_access.http.protocol import protocol_class
+        from tenant_access.server import uvicorn_options
 
         self.stop_event = asyncio.Event()
         app = self.app
@@ -427,7 +427,7 @@ class _Runner:
             config = uvicorn.Config(
                 app, lifespan="off", log_config=None, access_log=False, server_header=False,
                 timeout_graceful_shutdown=int(GRACE_SECONDS), timeout_keep_alive=30,
-                http=protocol_class(self.settings.header_timeout),
+                **uvicorn_options(self.settings),
                 ssl_certfile=str(self.cacert) if self.cacert else None,
                 ssl_keyfile=str(ssl_key) if ssl_key else None,
             )

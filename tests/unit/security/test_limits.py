@@ -123,3 +123,53 @@ def test_clock_going_backwards_does_not_mint_tokens() -> None:
     assert limiter.acquire("k").allowed
     clock.advance(-100)
     assert not limiter.acquire("k").allowed
+
+
+def test_a_reservation_counts_as_a_failure_until_released() -> None:
+    """Concurrent attempts take their slots before they are verified: the limit holds however many
+    are in flight, and successes give their slot back."""
+    clock = Clock()
+    limiter = FailureLimiter(3, clock=clock)
+    taken = [limiter.reserve("a") for _ in range(3)]
+    assert [d.allowed for d in taken] == [True, True, True]
+    assert [d.remaining for d in taken] == [2, 1, 0]
+    refused = limiter.reserve("a")
+    assert not refused.allowed and refused.retry_after == 60
+    assert not limiter.check("a").allowed
+    limiter.release("a", taken[1])  # that one succeeded
+    assert limiter.check("a") == Decision(True, remaining=1)
+    assert limiter.reserve("b").allowed  # other addresses are untouched
+
+
+def test_a_released_slot_is_the_one_that_was_taken() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(2, clock=clock)
+    early = limiter.reserve("a")
+    clock.advance(30)
+    late = limiter.reserve("a")
+    limiter.release("a", late)
+    clock.advance(30)  # the early failure leaves the window now, the late one would not have
+    assert limiter.check("a") == Decision(True, remaining=2)
+    assert early.slot == 1000.0
+
+
+def test_releasing_everything_forgets_the_address_and_stale_releases_are_harmless() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(2, clock=clock)
+    decision = limiter.reserve("a")
+    limiter.release("a", decision)
+    limiter.release("a", decision)  # twice: nothing left to give back
+    limiter.release("never-seen", decision)
+    assert "a" not in limiter._failures
+    kept = limiter.reserve("a")
+    clock.advance(61)
+    limiter.release("a", kept)  # the slot already left the window
+    assert limiter.check("a") == Decision(True, remaining=2)
+
+
+def test_rate_buckets_take_any_hashable_key() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1.0, burst=1, clock=clock)
+    assert limiter.acquire(("sas", "integration", "/subscriptions/s/a")).allowed
+    assert not limiter.acquire(("sas", "integration", "/subscriptions/s/a")).allowed
+    assert limiter.acquire(("sas", "integration", "/subscriptions/s/b")).allowed
