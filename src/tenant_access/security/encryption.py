@@ -200,6 +200,11 @@ def verify_check(keyring: Keyring, stored: str) -> bool:
         return False
 
 
+def ciphertext_key_id(ciphertext: str) -> str:
+    """The id of the master key a stored value is under; :class:`DecryptionError` if it is malformed."""
+    return _split(ciphertext)[0].hex()
+
+
 def _split(ciphertext: str) -> tuple[bytes, bytes]:
     """``(key_id, nonce || sealed)`` of a well-formed v1 value; :class:`DecryptionError` otherwise."""
     if not isinstance(ciphertext, str) or not ciphertext.startswith(PREFIX):
