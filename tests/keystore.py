@@ -8,13 +8,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenant_access.config import Settings
-from tenant_access.domain.models import ServiceRef, ServiceSpec
-from tenant_access.runtime import FileKeyring, open_store_for
+from tenant_access.domain.models import AccessName, ServiceRef, ServiceSpec
+from tenant_access.runtime import open_store_for
 from tenant_access.seeding import SYSTEM
 from tenant_access.service import TenantAccess
-from tenant_access.storage.census import KeyCensus
+
+if TYPE_CHECKING:
+    from tenant_access.storage.census import KeyCensus
 
 SUBSCRIPTION = "99999999-2222-3333-4444-555555555555"
 SPEC = ServiceSpec("westeurope", "Developer", 1, "ops@example.com", "Ops")
@@ -42,8 +45,32 @@ def build(data_dir: Path, services: int, database_args: list[str] | None = None)
     asyncio.run(run())
 
 
+def all_keys(data_dir: Path, services: int) -> dict[tuple[int, str], tuple[str, str]]:
+    """Every current key of the first ``services`` services, each decrypted and authenticated
+    (through the store API of any version, so a test using it can run against older code too)."""
+    settings = _settings(data_dir, [])
+
+    async def run() -> dict[tuple[int, str], tuple[str, str]]:
+        store = open_store_for(settings)
+        await store.open()
+        try:
+            out = {}
+            for i in range(services):
+                for name in AccessName:
+                    found = await store.get_secrets(service_ref(i), name)
+                    assert found is not None, (i, name)
+                    out[(i, name.value)] = (found.primary_key, found.secondary_key)
+            return out
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def census(data_dir: Path, database_args: list[str] | None = None) -> tuple[KeyCensus, str]:
     """Every stored value opened with the keyring on disk, and the current key id (reads only)."""
+    from tenant_access.runtime import FileKeyring
+
     settings = _settings(data_dir, database_args or [])
     keyring = FileKeyring(settings.data_dir, None, create=False)
 

@@ -4,8 +4,8 @@ The rules that make a rotation safe to interrupt anywhere (``kill -9`` included)
 
 * Every run first opens every stored value (each key version and the master key check value) with
   the keyring as it is, and changes nothing unless all of them open.
-* A rotation is *unfinished* while a new key is pending (``master-keys/pending.key``) or any stored
-  value is under a key other than the current one. A run then finishes that rotation, to that key;
+* A rotation is *unfinished* while its new key is pending (``master-keys/pending.key``, removed
+  only after the final check) or any stored value is under a key other than the current one. A run then finishes that rotation, to that key;
   it never starts another key over a half-done rotation.
 * No key file is ever deleted by a rotation. ``retire`` deletes one only after a fresh census shows
   no stored value under it.
@@ -15,8 +15,9 @@ The rules that make a rotation safe to interrupt anywhere (``kill -9`` included)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from tenant_access.config import Settings
 from tenant_access.runtime import RELOAD_INTERVAL, FileKeyring, open_store_for
@@ -65,6 +66,28 @@ async def rotate(settings: Settings, *, resume_only: bool, say: Say, note: Say) 
     """Finish the unfinished rotation, or (unless ``resume_only``) make a new key and move every
     stored value under it. ``say``: results (standard output); ``note``: progress (standard error)."""
     keyring = _keyring(settings)
+    with _exclusive(keyring):
+        if not keyring.from_environment:
+            for name in keyring.files.remove_leftovers():
+                note(f"removed {name}, left by an interrupted write")
+        await _rotate(settings, keyring, resume_only=resume_only, say=say, note=note)
+
+
+@contextlib.contextmanager
+def _exclusive(keyring: FileKeyring) -> Iterator[None]:
+    """One rotate or retire at a time on a data directory (keys from the environment have no files)."""
+    if keyring.from_environment:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(keyring.files.exclusive())
+        except MasterKeyError as exc:
+            raise AdminError(str(exc)) from None
+        yield
+
+
+async def _rotate(settings: Settings, keyring: FileKeyring, *, resume_only: bool, say: Say, note: Say) -> None:
     store = await _opened(settings, keyring)
     try:
         census = await store.census(_progress(note, "verifying stored values"))
@@ -76,7 +99,7 @@ async def rotate(settings: Settings, *, resume_only: bool, say: Say, note: Say) 
         stale = census.under_other_keys(keyring.current_id)
         if pending is not None:
             say(f"resuming the interrupted rotation to master key {pending.id}")
-            keyring.files.finish_new(pending, note)
+            keyring.files.install_new(pending, note)
             keyring.reload()
         elif stale:
             say(f"resuming the unfinished rotation to master key {keyring.current_id}: {stale} stored value(s) "
@@ -92,7 +115,7 @@ async def rotate(settings: Settings, *, resume_only: bool, say: Say, note: Say) 
         else:
             new = keyring.files.begin_new()
             note(f"new master key {new.id} written to {keyring.files.path / 'pending.key'}")
-            keyring.files.finish_new(new, note)
+            keyring.files.install_new(new, note)
             keyring.reload()
             say(f"new master key {new.id} (the previous keys stay in {keyring.files.path} for decryption)")
         current = keyring.current_id
@@ -107,6 +130,9 @@ async def rotate(settings: Settings, *, resume_only: bool, say: Say, note: Say) 
         else:
             raise AdminError(f"{census.under_other_keys(current)} stored value(s) are still under older keys "
                              f"after {MAX_PASSES} passes; run this again")
+        if not keyring.from_environment:
+            keyring.files.complete_new()
+        note("rotation complete")
         say(f"re-encrypted {rewritten} stored key(s) under the current master key {current}")
         unused = [k for k in keyring.key_ids if k != current]
         say(f"rotation complete: all {census.total} stored value(s) are under master key {current}"
@@ -140,7 +166,7 @@ async def status(settings: Settings, *, say: Say, note: Say) -> bool:
     pending = None if keyring.from_environment else keyring.files.pending()
     stale = census.under_other_keys(current)
     if pending is not None:
-        say(f"rotation: unfinished (new key {pending.id} not yet current); run `tenant-access master-key rotate`")
+        say(f"rotation: unfinished (to new key {pending.id}); run `tenant-access master-key rotate`")
     elif stale:
         say(f"rotation: unfinished ({stale} stored value(s) under older keys); run `tenant-access master-key rotate`")
     else:
@@ -154,6 +180,11 @@ async def retire(settings: Settings, key_id: str, *, say: Say, note: Say) -> Non
     """Delete a master key file, only when a census (after every server has followed the keyring)
     shows no stored value under it."""
     keyring = _keyring(settings)
+    with _exclusive(keyring):
+        await _retire(settings, keyring, key_id, say=say, note=note)
+
+
+async def _retire(settings: Settings, keyring: FileKeyring, key_id: str, *, say: Say, note: Say) -> None:
     key_id = key_id.strip().lower()
     if key_id == keyring.current_id:
         raise AdminError(f"master key {key_id} is the current one: rotate to a new key first")

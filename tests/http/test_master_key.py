@@ -46,6 +46,7 @@ def test_rotation_of_the_master_key_while_the_server_runs(db_backend: Backend, t
             assert new_id != old_id
             assert _key_files(tmp_path) == {f"{old_id}.key", f"{new_id}.key"}  # the old key stays
             assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (tmp_path / "master-keys").iterdir())
+            assert not (tmp_path / "master-keys" / "pending.key").exists()
             # The running server follows: reads, and a rotation under the new key.
             after = {a: http.post(f"{path}/tenant/{a}/listSecrets?{API}").json()["data"] for a in
                      ("access", "gitAccess")}

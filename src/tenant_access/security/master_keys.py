@@ -6,7 +6,7 @@ Layout, inside the data directory::
       1a2b3c4d.key          0600, base64 of one 32-byte key; the name is the key's id
       5e6f7a8b.key
       current               0600, the id of the key that encrypts (the others only decrypt)
-      pending.key           0600, only while a rotation is making a new key current
+      pending.key           0600, the new key, only while a rotation is unfinished
 
 Why a directory of keys named by id rather than "current" and "previous" files: every ciphertext
 names the key it is under, so a key file is needed exactly as long as some stored value names it,
@@ -16,8 +16,9 @@ which the caller runs only after proving no stored value uses the key.
 
 Every change is crash-safe: a file is written whole (temporary file, fsync, rename, fsync of the
 directory), and a key file is written *before* the pointer names it, so at every instant the
-pointer's key is on disk. A new key is first written as ``pending.key`` (which readers ignore), so
-a rotation interrupted before the pointer moved finds the same key again and finishes with it.
+pointer's key is on disk. A new key is first written as ``pending.key`` (which readers ignore) and
+that file stays until the rotation has moved and verified every stored value, so a rotation
+interrupted anywhere finds the same key again and finishes with it.
 
 The layout of earlier versions (``master.key`` and ``master.key.previous`` directly in the data
 directory) is adopted on first use: both keys are copied in (durably), the pointer names the old
@@ -30,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tenant_access.security.encryption import KEY_BYTES, Keyring, MasterKey
@@ -48,6 +49,7 @@ log = logging.getLogger("tenant_access.security")
 KEYRING_DIR = "master-keys"
 CURRENT_FILE = "current"
 PENDING_FILE = "pending.key"
+LOCK_FILE = ".lock"
 KEY_SUFFIX = ".key"
 LEGACY_CURRENT = "master.key"
 LEGACY_PREVIOUS = "master.key.previous"
@@ -160,9 +162,10 @@ class MasterKeyDir:
             return None
         return MasterKey(read_key_file(path, min_bytes=KEY_BYTES, max_bytes=KEY_BYTES, error=MasterKeyError))
 
-    def finish_new(self, key: MasterKey, step: Callable[[str], None] = lambda _: None) -> None:
-        """Steps 2 to 4: the key file under its id, the pointer, then ``pending.key`` goes. Each is
-        repeatable, so running this again after a crash at any point completes the same change."""
+    def install_new(self, key: MasterKey, step: Callable[[str], None] = lambda _: None) -> None:
+        """Steps 2 and 3: the key file under its id, then the pointer. Repeatable: running it again
+        after a crash at any point completes the same change. ``pending.key`` stays, marking the
+        rotation unfinished, until :meth:`complete_new` (after every value was moved and checked)."""
         path = self.key_path(key.id)
         if not path.exists():
             replace_atomically(path, _key_text(key))
@@ -170,7 +173,38 @@ class MasterKeyDir:
         if self.current_id() != key.id:
             replace_atomically(self.path / CURRENT_FILE, key.id.encode("ascii") + b"\n")
             step(f"master key {key.id} is now current")
+
+    def complete_new(self) -> None:
+        """Step 4: the rotation is over (the caller verified every stored value is under the new key)."""
         remove_durably(self.path / PENDING_FILE)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held by ``master-key rotate`` and ``retire`` (one at a time per data directory); raises
+        :class:`MasterKeyError` at once when another holds it. Released by the kernel on a crash."""
+        import fcntl
+
+        self.path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise MasterKeyError("another `tenant-access master-key` command is running on this data "
+                                     "directory") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def remove_leftovers(self) -> list[str]:
+        """Temporary files of writes a crash interrupted (they may hold a key). Only under
+        :meth:`exclusive`: the writers of new key files are the commands that hold it."""
+        removed = []
+        for name in os.listdir(self.path):
+            if name.startswith(".") and name.endswith(".tmp"):
+                remove_durably(self.path / name)
+                removed.append(name)
+        return removed
 
     def retire(self, key_id: str) -> None:
         """Delete a key file. The caller has proved that no stored value is under this key."""
