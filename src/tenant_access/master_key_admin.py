@@ -5,8 +5,8 @@ The rules that make a rotation safe to interrupt anywhere (``kill -9`` included)
 * Every run first opens every stored value (each key version and the master key check value) with
   the keyring as it is, and changes nothing unless all of them open.
 * A rotation is *unfinished* while its new key is pending (``master-keys/pending.key``, removed
-  only after the final check) or any stored value is under a key other than the current one. A run then finishes that rotation, to that key;
-  it never starts another key over a half-done rotation.
+  only after the final check) or any stored value is under a key other than the current one. A
+  run then finishes that rotation, to that key; it never starts another key over a half-done one.
 * No key file is ever deleted by a rotation. ``retire`` deletes one only after a fresh census shows
   no stored value under it.
 * Success is reported only after a census shows every value under the new key.

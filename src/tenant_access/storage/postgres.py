@@ -588,8 +588,12 @@ class PostgresStore:
         counted = await self._read(lambda c: self._one(c, CENSUS_COUNT, ()))
         total = int(counted[0]) if counted else 0
         census, last = KeyCensus(), ""
+
+        async def batch(after: str) -> list[tuple[Any, ...]]:
+            return await self._read(lambda c: self._all(c, CENSUS_SELECT, (after,)))
+
         while True:
-            rows = await self._read(lambda c: self._all(c, CENSUS_SELECT, (last,)))
+            rows = await batch(last)
             if not rows:
                 break
             census.add_rows(self.cipher, rows)

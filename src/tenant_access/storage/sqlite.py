@@ -483,8 +483,12 @@ class SqliteStore:
     async def census(self, progress: Callable[[int, int], None] | None = None) -> KeyCensus:
         total = self._read(lambda c: c.execute(CENSUS_COUNT).fetchone()[0])
         census, last = KeyCensus(), ""
+
+        def batch(after: str) -> list[Any]:
+            return self._read(lambda c: c.execute(CENSUS_SELECT, (after,)).fetchall())
+
         while True:
-            rows = self._read(lambda c: c.execute(CENSUS_SELECT, (last,)).fetchall())
+            rows = batch(last)
             if not rows:
                 break
             census.add_rows(self.cipher, rows)
