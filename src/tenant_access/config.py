@@ -42,7 +42,7 @@ class Settings:
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     max_body_bytes: int = field(default=64 * 1024, metadata={"help": "largest accepted request body"})
     master_key: str | None = field(default=None, repr=False,
-                                   metadata={"help": "base64 of 32 bytes; default: the keyring in <data_dir>/master-keys"})
+                                   metadata={"help": "base64 of 32 bytes; default: the keyring <data_dir>/master-keys"})
     previous_master_key: str | None = field(default=None, repr=False, metadata={
         "help": "comma-separated earlier master keys (decrypt-only), with master_key from the environment"})
     tls: bool = field(default=False, metadata={

@@ -67,9 +67,6 @@ async def rotate(settings: Settings, *, resume_only: bool, say: Say, note: Say) 
     stored value under it. ``say``: results (standard output); ``note``: progress (standard error)."""
     keyring = _keyring(settings)
     with _exclusive(keyring):
-        if not keyring.from_environment:
-            for name in keyring.files.remove_leftovers():
-                note(f"removed {name}, left by an interrupted write")
         await _rotate(settings, keyring, resume_only=resume_only, say=say, note=note)
 
 
@@ -95,6 +92,9 @@ async def _rotate(settings: Settings, keyring: FileKeyring, *, resume_only: bool
             raise AdminError(f"{sum(census.unreadable.values())} stored value(s) do not open with the keyring "
                              f"({_unreadable(census)}); nothing was changed. Put the missing master key back "
                              "(master-keys/<id>.key, or TENANT_ACCESS_PREVIOUS_MASTER_KEY) and run this again")
+        if not keyring.from_environment:
+            for name in keyring.files.remove_leftovers():
+                note(f"removed {name}, left by an interrupted write")
         pending = None if keyring.from_environment else keyring.files.pending()
         stale = census.under_other_keys(keyring.current_id)
         if pending is not None:
