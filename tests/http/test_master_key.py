@@ -187,3 +187,39 @@ def test_key_files_are_private(db_backend: Backend, tmp_path: Path) -> None:
     for path in [tmp_path / "signing-key", *(tmp_path / "master-keys").iterdir()]:
         assert oct(path.stat().st_mode & 0o777) == "0o600", path
     assert oct((tmp_path / "master-keys").stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_data_directory_of_the_old_layout_is_adopted_without_loss(db_backend: Backend, tmp_path: Path) -> None:
+    """``master.key`` and ``master.key.previous`` (an earlier version's layout) become the keyring."""
+    server = db_backend.server(tmp_path).start()
+    path = service_path("legacy")
+    try:
+        with httpx.Client(base_url=server.url, headers=server.auth()) as http:
+            assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
+            before = http.post(f"{path}/tenant/access/listSecrets?{API}").json()["data"]
+    finally:
+        server.stop()
+    current = _current(tmp_path)
+    older = MasterKey.generate()
+    keys = tmp_path / "master-keys"
+    os.rename(keys / f"{current}.key", tmp_path / "master.key")
+    fd = os.open(tmp_path / "master.key.previous", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, older.to_base64().reveal().encode() + b"\n")
+    os.close(fd)
+    for leftover in keys.iterdir():
+        leftover.unlink()
+    keys.rmdir()
+
+    status = _cli("master-key", "status", "--data-dir", str(tmp_path), *server.database.args())
+    assert status.returncode == 0, status.stderr
+    assert "moved the master key files master.key and master.key.previous" in status.stderr
+    assert f"{current}         5 stored value(s)  current" in status.stdout
+    assert f"{older.id}         0 stored value(s)  unused: can be retired" in status.stdout
+    assert _current(tmp_path) == current and _key_files(tmp_path) == {f"{current}.key", f"{older.id}.key"}
+    assert not (tmp_path / "master.key").exists() and not (tmp_path / "master.key.previous").exists()
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, headers=server.auth()) as http:
+            assert http.post(f"{path}/tenant/access/listSecrets?{API}").json()["data"] == before
+    finally:
+        server.stop()

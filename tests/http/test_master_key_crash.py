@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,46 @@ def test_rotation_killed_anywhere_then_run_again_finishes_the_same_rotation(
     # Crashes landed before the new key existed, while it was pending, and after it became current.
     assert {(False, False), (True, False), (True, True)} <= states, states
     _serve_and_check(last, plaintexts)
+
+
+def test_a_server_keeps_answering_and_writing_while_the_keys_move(
+        template: Path, plaintexts: dict[tuple[int, str], tuple[str, str]], tmp_path: Path) -> None:
+    """listSecrets and regenerations keep succeeding during a rotation; a key written under the old
+    master key by a server that had not yet noticed the new one is moved too (the rotation checks
+    again at the end), so the rotation ends complete."""
+    data_dir = _copy(template, tmp_path / "data")
+    server = ServerProcess(data_dir).start()
+    stop, failures, counts = threading.Event(), [], {"reads": 0, "writes": 0}
+    sample = list(plaintexts.items())[:10]
+
+    def url(i: int, name: str, action: str) -> str:
+        ref = service_ref(i)
+        return (f"/subscriptions/{ref.subscription_id}/resourceGroups/{ref.resource_group}/providers/"
+                f"Microsoft.ApiManagement/service/{ref.name}/tenant/{name}/{action}?{API}")
+
+    def load() -> None:
+        with httpx.Client(base_url=server.url, headers=server.auth()) as http:
+            while not stop.is_set():
+                for (i, name), (primary, _) in sample:
+                    answer = http.post(url(i, name, "listSecrets"))
+                    if answer.status_code != 200 or answer.json()["data"]["primary_key"] != primary:
+                        failures.append(answer.text)
+                    counts["reads"] += 1
+                answer = http.post(url(SERVICES - 1, "access", "regenerateSecondaryKey"))
+                if answer.status_code != 200:
+                    failures.append(answer.text)
+                counts["writes"] += 1
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        rotated = cli("master-key", "rotate", "--data-dir", str(data_dir))
+    finally:
+        stop.set()
+        worker.join(30)
+        server.stop()
+    assert rotated.returncode == 0, rotated.stderr
+    assert failures == []
+    assert counts["reads"] >= 10 and counts["writes"] >= 1, counts
+    found, current = census(data_dir)
+    assert found.complete(current), found
