@@ -7,9 +7,9 @@ local user; the key files themselves are refused when readable by others, the da
 This runs wherever the store is opened (server start, CLI commands), fixes what it finds, and says
 so in one log line.
 
-Only the data directory and what is inside it are touched (symbolic links are not followed), plus
-the SQLite files themselves when the database URL puts them elsewhere: their directory belongs to
-the operator.
+Only the data directory, the files directly in it and the directories this program makes there
+are touched (symbolic links are not followed), plus the SQLite files themselves when the database
+URL puts them elsewhere: their directory belongs to the operator.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ from tenant_access.security.keyfiles import DIR_MODE, FILE_MODE
 
 log = logging.getLogger("tenant_access.security")
 
+#: The directories this program makes in the data directory (the keyring, the self-signed TLS
+#: certificate and key). Any other directory there is left as it is: the data directory's own 0700
+#: already keeps others out of it, and it may belong to something else.
+OWN_DIRECTORIES = frozenset({"master-keys", "tls"})
+
 
 def make_private(data_dir: Path, extra_files: Iterable[Path] = ()) -> list[str]:
     """Create ``data_dir`` (0700) if missing, then tighten it, everything in it and ``extra_files``;
@@ -32,9 +37,15 @@ def make_private(data_dir: Path, extra_files: Iterable[Path] = ()) -> list[str]:
     changed: list[str] = []
     failed: list[str] = []
     _tighten(data_dir, changed, failed)
-    for root, dirs, files in os.walk(data_dir, followlinks=False):
-        for name in [*dirs, *files]:
-            _tighten(Path(root) / name, changed, failed)
+    for entry in sorted(os.listdir(data_dir)):
+        path = data_dir / entry
+        if entry in OWN_DIRECTORIES:
+            _tighten(path, changed, failed)
+            for root, dirs, files in os.walk(path, followlinks=False):
+                for name in sorted([*dirs, *files]):
+                    _tighten(Path(root) / name, changed, failed)
+        elif not path.is_dir():
+            _tighten(path, changed, failed)
     for path in extra_files:
         _tighten(path, changed, failed)
     if changed:

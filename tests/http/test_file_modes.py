@@ -50,17 +50,16 @@ def test_loose_files_left_from_before_are_tightened_and_named_in_the_log(tmp_pat
         os.chmod(path, 0o644)
     os.chmod(data_dir, 0o755)
     os.chmod(data_dir / "master-keys", 0o755)
-    (data_dir / "notes").mkdir(mode=0o755)
-    (data_dir / "notes" / "backup.sql").write_text("x")
-    os.chmod(data_dir / "notes" / "backup.sql", 0o664)
-    assert len(_loose(data_dir)) == len(loosened) + 4
+    (data_dir / "backup.sql").write_text("x")
+    os.chmod(data_dir / "backup.sql", 0o664)
+    assert len(_loose(data_dir)) == len(loosened) + 3
 
     server = ServerProcess(data_dir).start()  # the key files are readable again: the server starts
     server.stop()
     assert _loose(data_dir) == {}
     lines = [line for line in server.log().splitlines() if "made the data files private" in line]
     assert len(lines) == 1, server.log()
-    for path in [*loosened, data_dir / "notes" / "backup.sql"]:
+    for path in [*loosened, data_dir / "backup.sql"]:
         assert f"{path} (0644 -> 0600)" in lines[0] or f"{path} (0664 -> 0600)" in lines[0], (path, lines[0])
     assert f"{data_dir} (0755 -> 0700)" in lines[0]
     server = ServerProcess(data_dir).start()  # nothing left to say the next time

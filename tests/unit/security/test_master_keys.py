@@ -154,7 +154,16 @@ def test_make_private_stays_inside_the_data_directory(tmp_path: Path) -> None:
     (data_dir / "link").symlink_to(outside)
     (data_dir / "db").write_text("x")
     os.chmod(data_dir / "db", 0o644)
+    (data_dir / "tls").mkdir(mode=0o755)
+    (data_dir / "tls" / "key.pem").write_text("x")
+    os.chmod(data_dir / "tls", 0o755)
+    os.chmod(data_dir / "tls" / "key.pem", 0o644)
+    (data_dir / "someone-elses").mkdir(mode=0o755)
+    os.chmod(data_dir / "someone-elses", 0o755)
     changed = make_private(data_dir)
-    assert sorted(changed) == sorted([f"{data_dir} (0755 -> 0700)", f"{data_dir / 'db'} (0644 -> 0600)"])
+    assert sorted(changed) == sorted([f"{data_dir} (0755 -> 0700)", f"{data_dir / 'db'} (0644 -> 0600)",
+                                      f"{data_dir / 'tls'} (0755 -> 0700)",
+                                      f"{data_dir / 'tls' / 'key.pem'} (0644 -> 0600)"])
     assert _mode(outside) == 0o644  # a symbolic link is never followed
+    assert _mode(data_dir / "someone-elses") == 0o755  # not a directory this program makes
     assert make_private(data_dir) == []
