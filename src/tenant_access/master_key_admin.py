@@ -100,7 +100,7 @@ async def _rotate(settings: Settings, keyring: FileKeyring, *, resume_only: bool
         if pending is not None:
             say(f"resuming the interrupted rotation to master key {pending.id}")
             keyring.files.install_new(pending, note)
-            keyring.reload()
+            _follow(keyring, pending.id)
         elif stale:
             say(f"resuming the unfinished rotation to master key {keyring.current_id}: {stale} stored value(s) "
                 f"still under {', '.join(k for k in sorted(census.values) if k != keyring.current_id)}")
@@ -116,7 +116,7 @@ async def _rotate(settings: Settings, keyring: FileKeyring, *, resume_only: bool
             new = keyring.files.begin_new()
             note(f"new master key {new.id} written to {keyring.files.path / 'pending.key'}")
             keyring.files.install_new(new, note)
-            keyring.reload()
+            _follow(keyring, new.id)
             say(f"new master key {new.id} (the previous keys stay in {keyring.files.path} for decryption)")
         current = keyring.current_id
         rewritten = 0
@@ -140,6 +140,13 @@ async def _rotate(settings: Settings, keyring: FileKeyring, *, resume_only: bool
                if unused and not keyring.from_environment else ""))
     finally:
         await store.close()
+
+
+def _follow(keyring: FileKeyring, key_id: str) -> None:
+    """This process encrypts under the key just made current, or the rotation stops here."""
+    keyring.reload()
+    if keyring.current_id != key_id:
+        raise AdminError(f"the keyring could not be re-read after making {key_id} current; run this again")
 
 
 async def status(settings: Settings, *, say: Say, note: Say) -> bool:
