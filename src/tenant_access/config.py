@@ -47,9 +47,9 @@ class Settings:
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     max_body_bytes: int = field(default=64 * 1024, metadata={"help": "largest accepted request body"})
     master_key: str | None = field(default=None, repr=False,
-                                   metadata={"help": "base64 of 32 bytes; default: master.key in the data dir"})
+                                   metadata={"help": "base64 of 32 bytes; default: the keyring <data_dir>/master-keys"})
     previous_master_key: str | None = field(default=None, repr=False, metadata={
-        "help": "the master key before the last rotation (decrypt-only), with master_key from the environment"})
+        "help": "comma-separated earlier master keys (decrypt-only), with master_key from the environment"})
     tls: bool = field(default=False, metadata={
         "help": "serve HTTPS; without tls_cert/tls_key a self-signed certificate is made in <data_dir>/tls"})
     tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain) to serve; implies tls"})

@@ -2,76 +2,92 @@
 
 from __future__ import annotations
 
-import base64
-import os
+import logging
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tenant_access.config import Settings
-from tenant_access.security.errors import UnknownMasterKey
+from tenant_access.security.errors import MasterKeyError, UnknownMasterKey
 from tenant_access.storage.base import Store, open_store
 
 if TYPE_CHECKING:
-    from tenant_access.security.encryption import Keyring
+    from tenant_access.security.encryption import Keyring, MasterKey
 
-PREVIOUS_KEY_FILE = "master.key.previous"
+log = logging.getLogger("tenant_access.security")
+
 RELOAD_INTERVAL = 1.0
+
+
+def environment_keys(configured: str, previous: str | None) -> tuple[MasterKey, list[MasterKey]]:
+    """``TENANT_ACCESS_MASTER_KEY`` and the comma-separated ``TENANT_ACCESS_PREVIOUS_MASTER_KEY``:
+    several previous keys, so a second rotation may start before the first one's key is dropped."""
+    from tenant_access.security.encryption import MasterKey
+
+    current = MasterKey.from_base64(configured)
+    older = [MasterKey.from_base64(part) for part in (previous or "").split(",") if part.strip()]
+    return current, older
 
 
 class FileKeyring:
     """The master keyring, re-read when its files change, so a running server follows
-    ``tenant-access rotate-master-key`` without a restart.
+    ``tenant-access master-key rotate`` (and ``retire``) without a restart.
 
-    The current key encrypts; the previous one (``master.key.previous``, kept by the rotation)
-    only decrypts. A ciphertext under a key this process does not hold yet triggers an immediate
-    reload, and the key file's modification time is checked at most once a second otherwise.
-    With ``TENANT_ACCESS_MASTER_KEY`` set, the keys come from the environment and never reload.
+    The current key encrypts; every other key in ``<data-dir>/master-keys/`` only decrypts (see
+    :mod:`tenant_access.security.master_keys`). A ciphertext under a key this process does not hold
+    yet triggers an immediate reload, and the keyring directory is checked at most once a second
+    otherwise. With ``TENANT_ACCESS_MASTER_KEY`` set, the keys come from the environment (the
+    current one and any previous ones) and never reload; the files are then not used at all.
     """
 
-    def __init__(self, data_dir: Path, configured: str | None, previous: str | None = None) -> None:
+    def __init__(self, data_dir: Path, configured: str | None, previous: str | None = None, *,
+                 create: bool = True) -> None:
+        from tenant_access.security.master_keys import MasterKeyDir
+
         self.data_dir = data_dir
-        self.configured = configured
+        self.configured = configured if configured and configured.strip() else None
         self.previous = previous
+        self.files = MasterKeyDir(data_dir)
+        self._create = create
         self._lock = threading.Lock()
-        self._stamp: tuple[float, float] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._checked = 0.0
         self._keyring = self._load()
 
-    def _files(self) -> tuple[Path, Path]:
-        from tenant_access.security.encryption import MASTER_KEY_FILE
-
-        return self.data_dir / MASTER_KEY_FILE, self.data_dir / PREVIOUS_KEY_FILE
-
-    def _mtimes(self) -> tuple[float, float]:
-        return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in self._files())  # type: ignore[return-value]
+    @property
+    def from_environment(self) -> bool:
+        return self.configured is not None
 
     def _load(self) -> Keyring:
-        from tenant_access.security.encryption import Keyring, MasterKey, load_master_key
+        from tenant_access.security.encryption import Keyring
 
-        current = load_master_key(self.data_dir, self.configured)
-        previous = []
-        if self.configured:
-            if self.previous:
-                previous.append(MasterKey.from_base64(self.previous))
-        else:
-            self._stamp = self._mtimes()
-            old = self._files()[1]
-            if old.exists():
-                previous.append(MasterKey.from_base64(old.read_text().strip()))
-        return Keyring(current, previous)
+        if self.configured is not None:
+            current, older = environment_keys(self.configured, self.previous)
+            return Keyring(current, older)
+        stamp = self.files.stamp()
+        keyring = self.files.load(create=self._create)
+        self._stamp = stamp if stamp == self.files.stamp() else None  # changed while loading: look again
+        return keyring
 
     def _maybe_reload(self, force: bool = False) -> None:
-        if self.configured:
+        if self.configured is not None:
             return
         now = time.monotonic()
         if not force and now - self._checked < RELOAD_INTERVAL:
             return
         with self._lock:
             self._checked = now
-            if force or self._mtimes() != self._stamp:
-                self._keyring = self._load()
+            if force or self.files.stamp() != self._stamp:
+                try:
+                    self._keyring = self._load()
+                except MasterKeyError as exc:
+                    # Keep serving with the keys already held: a half-edited keyring must not stop a server.
+                    log.error("the master keyring could not be re-read, keeping the keys held: %s", exc)
+
+    def reload(self) -> None:
+        """Re-read the files now (after this process changed them)."""
+        self._maybe_reload(force=True)
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> str:
         self._maybe_reload()
@@ -91,42 +107,31 @@ class FileKeyring:
     def current_id(self) -> str:
         return self._keyring.current.id
 
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return self._keyring.key_ids
 
-def open_store_for(settings: Settings) -> Store:
-    """The configured store, encrypting under the configured master key.
 
-    There is no plaintext fallback: a missing key file is created (first start), a wrong key makes
-    the store refuse to open.
+def open_store_for(settings: Settings, keyring: FileKeyring | None = None) -> Store:
+    """The configured store, encrypting under the configured master keyring.
+
+    There is no plaintext fallback: a missing keyring is created (first start), a wrong key makes
+    the store refuse to open. The data directory (and a SQLite file kept elsewhere) is made private
+    to this user first: it holds the audit trail, client-secret hashes and the keys.
     """
-    keyring = FileKeyring(settings.data_dir, settings.master_key, settings.previous_master_key)
+    from tenant_access.file_modes import make_private
+
+    make_private(settings.data_dir, database_files(settings))
+    if keyring is None:
+        keyring = FileKeyring(settings.data_dir, settings.master_key, settings.previous_master_key)
     return open_store(settings.database_url, settings.data_dir, keyring, migrate=settings.migrate,
                       pool_size=settings.database_pool_size)
 
 
-def write_key_file(path: Path, key: bytes) -> None:
-    """Replace a key file atomically with a 0600 file: it never exists half-written or world-readable."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, base64.b64encode(key) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def begin_master_key_rotation(data_dir: Path) -> tuple[str, str]:
-    """Make a new current master key; the old one becomes ``master.key.previous`` (decrypt-only).
-
-    Answers the (old, new) key ids. The previous file is written first, so at every instant both
-    keys are on disk and every stored value stays readable.
-    """
-    import secrets
-
-    from tenant_access.security.encryption import MASTER_KEY_FILE, MasterKey, load_master_key
-
-    old = load_master_key(data_dir, None, create=False)
-    new = MasterKey(secrets.token_bytes(32))
-    write_key_file(data_dir / PREVIOUS_KEY_FILE, base64.b64decode(old.to_base64().reveal()))
-    write_key_file(data_dir / MASTER_KEY_FILE, base64.b64decode(new.to_base64().reveal()))
-    return old.id, new.id
+def database_files(settings: Settings) -> list[Path]:
+    """The SQLite file (and its -wal and -shm) when it is kept outside the data directory."""
+    url = settings.database_url
+    if not url or not url.startswith("sqlite:///"):
+        return []
+    path = Path(url.removeprefix("sqlite:///"))
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]

@@ -43,7 +43,10 @@ def record(data_dir: Path, url: str, issuer: str = "") -> None:
     path = data_dir / RECORD_FILE
     with contextlib.suppress(OSError):
         tmp = path.with_name(f".{RECORD_FILE}.{os.getpid()}")
-        tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "issuer": issuer or url}) + "\n", encoding="utf-8")
+        # 0600 like everything else in the data directory (which start-up makes private).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"url": url, "pid": os.getpid(), "issuer": issuer or url}) + "\n")
         tmp.replace(path)
 
 

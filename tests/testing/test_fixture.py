@@ -194,7 +194,8 @@ def test_each_server_signs_its_own_tokens(tenant_access_server_factory: Callable
     one, two = tenant_access_server_factory(), tenant_access_server_factory()
     assert (one.data_dir / "signing-key").read_bytes() != (two.data_dir / "signing-key").read_bytes()
     assert (one.data_dir / "signing-key").stat().st_mode & 0o777 == 0o600
-    assert (one.data_dir / "master.key").stat().st_mode & 0o777 == 0o600
+    keys = list((one.data_dir / "master-keys").iterdir())
+    assert keys and all(key.stat().st_mode & 0o777 == 0o600 for key in keys)
     response = httpx.get(f"{two.url}/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ApiManagement/service"
                          "?api-version=2024-05-01", headers=one.headers())
     assert response.status_code == 401

@@ -26,17 +26,15 @@ import hmac
 import secrets
 import struct
 from collections.abc import Iterable
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tenant_access.security.errors import DecryptionError, KeyMaterialError, MasterKeyError, UnknownMasterKey
-from tenant_access.security.keyfiles import decode_key_text, load_or_create_key_file
+from tenant_access.security.keyfiles import decode_key_text
 from tenant_access.security.secret import Secret, plain
 
 MASTER_KEY_ENV = "TENANT_ACCESS_MASTER_KEY"
-MASTER_KEY_FILE = "master.key"
 KEY_BYTES = 32
 KEY_ID_BYTES = 4
 NONCE_BYTES = 12
@@ -85,24 +83,6 @@ class MasterKey:
 
     def __repr__(self) -> str:
         return f"MasterKey(id={self.id!r})"
-
-
-def load_master_key(
-    data_dir: Path, configured: str | Secret[str] | None, *, create: bool = True,
-) -> MasterKey:
-    """The master key: ``configured`` (the value of ``TENANT_ACCESS_MASTER_KEY``) when given, else the
-    0600 file ``<data_dir>/master.key``, created with a new random key when missing and ``create``.
-
-    The variable wins over the file so a deployment can keep the key out of the data directory
-    (and its backups). Takes the variable's value rather than reading the environment itself,
-    because settings are read in one place. Raises :class:`MasterKeyError`.
-    """
-    if configured is not None and plain(configured).strip():
-        return MasterKey.from_base64(configured)
-    raw = load_or_create_key_file(
-        data_dir / MASTER_KEY_FILE, nbytes=KEY_BYTES, create=create, error=MasterKeyError,
-    )
-    return MasterKey(raw)
 
 
 def record_aad(*parts: str) -> bytes:
@@ -198,6 +178,11 @@ def verify_check(keyring: Keyring, stored: str) -> bool:
         return hmac.compare_digest(keyring.decrypt(stored, _CHECK_AAD), _CHECK_PLAINTEXT)
     except DecryptionError:
         return False
+
+
+def ciphertext_key_id(ciphertext: str) -> str:
+    """The id of the master key a stored value is under; :class:`DecryptionError` if it is malformed."""
+    return _split(ciphertext)[0].hex()
 
 
 def _split(ciphertext: str) -> tuple[bytes, bytes]:

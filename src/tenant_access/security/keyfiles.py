@@ -81,7 +81,7 @@ def load_or_create_key_file(
         return read_key_file(path, min_bytes=nbytes, max_bytes=upper, error=error)
     key = secrets.token_bytes(nbytes)
     try:
-        _create_exclusively(path, base64.b64encode(key) + b"\n")
+        create_exclusively(path, base64.b64encode(key) + b"\n")
     except FileExistsError:
         # Another process won the race; its key is the key.
         return read_key_file(path, min_bytes=nbytes, max_bytes=upper, error=error)
@@ -90,10 +90,56 @@ def load_or_create_key_file(
     return key
 
 
-def _create_exclusively(path: Path, content: bytes) -> None:
+def create_exclusively(path: Path, content: bytes) -> None:
     """Write a temporary 0600 file, then link it into place: the key file never exists half-written
-    and an existing one is never replaced."""
+    and an existing one is never replaced (:class:`FileExistsError`). Durable when this returns."""
     path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    tmp = _write_temporary(path, content)
+    try:
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    fsync_dir(path.parent)
+
+
+def replace_atomically(path: Path, content: bytes) -> None:
+    """Write a temporary 0600 file, fsync it, rename it over ``path``, fsync the directory.
+
+    A crash at any instant leaves either the old file or the new one, whole, and once this returns
+    the new one survives a power loss too (the rename is only durable with the directory's fsync).
+    """
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    tmp = _write_temporary(path, content)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def remove_durably(path: Path) -> None:
+    """Unlink ``path`` (already gone is fine) and make the removal survive a power loss."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries: renames, links and unlinks in it are durable afterwards."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temporary(path: Path, content: bytes) -> Path:
+    """A fsynced 0600 file next to ``path``, named so that readers of the directory skip it."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
@@ -101,7 +147,8 @@ def _create_exclusively(path: Path, content: bytes) -> None:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        os.link(tmp, path)
-    finally:
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        raise
+    return tmp

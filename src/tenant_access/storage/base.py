@@ -17,6 +17,7 @@ from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
+from tenant_access.storage.census import KeyCensus
 
 
 class Cipher(Protocol):
@@ -79,6 +80,11 @@ class Store(Protocol):
         """Re-encrypt every stored key (and the check value) under the current master key, a batch
         per transaction so the server keeps answering; ``progress(done, total)``. Answers how many
         values were rewritten."""
+        ...
+
+    async def census(self, progress: Callable[[int, int], None] | None = None) -> KeyCensus:
+        """Open every stored key and the check value with the current keyring, counting them by the
+        master key they are under (reads only, in batches); ``progress(done, total)``."""
         ...
 
     async def get_principal(self, client_id: str) -> ServicePrincipal | None: ...

@@ -56,6 +56,7 @@ from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
+from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
 from tenant_access.storage.sql import (
     AUDIT_INSERT,
     CHECK_AAD,
@@ -595,6 +596,26 @@ class PostgresStore:
             last = cursor
         await self._write(lambda conn: self._exec(conn, CHECK_UPDATE, (cipher.encrypt(CHECK_PLAINTEXT, CHECK_AAD),)))
         return rewritten
+
+    async def census(self, progress: Callable[[int, int], None] | None = None) -> KeyCensus:
+        counted = await self._read(lambda c: self._one(c, CENSUS_COUNT, ()))
+        total = int(counted[0]) if counted else 0
+        census, last = KeyCensus(), ""
+
+        async def batch(after: str) -> list[tuple[Any, ...]]:
+            return await self._read(lambda c: self._all(c, CENSUS_SELECT, (after,)))
+
+        while True:
+            rows = await batch(last)
+            if not rows:
+                break
+            census.add_rows(self.cipher, rows)
+            if progress is not None:
+                progress(census.total, max(total, census.total))
+            last = rows[-1][0]
+        check = await self._read(lambda c: self._one(c, CHECK_SELECT, ()))
+        census.add_check(self.cipher, check[0] if check else None)
+        return census
 
     # -- service principals ------------------------------------------------------------------------
 

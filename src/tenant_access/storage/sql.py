@@ -212,8 +212,8 @@ def verify_master_key(execute: Callable[[str, Sequence[Any]], None], fetchone: F
         ok = False
     if not ok:
         raise WrongMasterKey(
-            "the master key does not open this store: set TENANT_ACCESS_MASTER_KEY (or the master.key file) to the "
-            "key the store was created with"
+            "the master key does not open this store: set TENANT_ACCESS_MASTER_KEY (or restore "
+            "<data-dir>/master-keys/) to hold the key the store was written with"
         )
 
 

@@ -25,6 +25,7 @@ import contextlib
 import datetime as _dt
 import json
 import logging
+import os
 import queue
 import secrets
 import sqlite3
@@ -52,6 +53,7 @@ from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
+from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
 from tenant_access.storage.sql import (
     AUDIT_INSERT,
     CHECK_UPDATE,
@@ -156,6 +158,7 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(self.path)
         writer = _connect(self.path)
         try:
             if self.migrate:
@@ -484,6 +487,25 @@ class SqliteStore:
         await self._write(check)
         return rewritten
 
+    async def census(self, progress: Callable[[int, int], None] | None = None) -> KeyCensus:
+        total = self._read(lambda c: c.execute(CENSUS_COUNT).fetchone()[0])
+        census, last = KeyCensus(), ""
+
+        def batch(after: str) -> list[Any]:
+            return self._read(lambda c: c.execute(CENSUS_SELECT, (after,)).fetchall())
+
+        while True:
+            rows = batch(last)
+            if not rows:
+                break
+            census.add_rows(self.cipher, rows)
+            if progress is not None:
+                progress(census.total, max(total, census.total))
+            last = rows[-1][0]
+        check = self._read(lambda c: c.execute(CHECK_SELECT).fetchone())
+        census.add_check(self.cipher, check[0] if check else None)
+        return census
+
     # -- service principals ------------------------------------------------------------------------
 
     async def add_principal(self, principal: ServicePrincipal) -> None:
@@ -666,6 +688,13 @@ class SqliteStore:
             return _config(fresh)
 
         return await self._write(tx)
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file as 0600 whatever the umask: SQLite gives its -wal and -shm files the
+    database file's mode, so all three stay private to the owner."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

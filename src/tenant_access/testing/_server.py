@@ -276,13 +276,15 @@ def _fresh_store(data_dir: Path) -> None:
     import secrets
     import shutil
 
-    from tenant_access.security.encryption import MASTER_KEY_FILE
+    from tenant_access.security.master_keys import KEYRING_DIR
     from tenant_access.security.tokens import SIGNING_KEY_BYTES, SIGNING_KEY_FILE
 
     template = _template_dir()
     for source in template.iterdir():
-        if source.name.startswith(_STORE_FILE) or source.name == MASTER_KEY_FILE:
+        if source.name.startswith(_STORE_FILE):
             shutil.copy2(source, data_dir / source.name)
+        elif source.name == KEYRING_DIR:
+            shutil.copytree(source, data_dir / source.name)
     fd = os.open(data_dir / SIGNING_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(base64.b64encode(secrets.token_bytes(SIGNING_KEY_BYTES)) + b"\n")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tenant_access.runtime import FileKeyring
 from tenant_access.security.encryption import (
     KEY_ID_BYTES,
     NONCE_BYTES,
     PREFIX,
     Keyring,
     MasterKey,
-    load_master_key,
     make_check,
     record_aad,
     verify_check,
@@ -186,34 +186,34 @@ def test_master_key_needs_exactly_32_bytes() -> None:
         MasterKey("x" * 32)  # type: ignore[arg-type]
 
 
-def test_load_master_key_prefers_the_variable(tmp_path: Path) -> None:
+def test_the_variable_wins_over_the_keyring_files(tmp_path: Path) -> None:
     configured = MasterKey.generate().to_base64().reveal()
-    key = load_master_key(tmp_path, configured)
-    assert key.to_base64().reveal() == configured
-    assert not (tmp_path / "master.key").exists()
+    assert FileKeyring(tmp_path, configured).current_id == MasterKey.from_base64(configured).id
+    assert not (tmp_path / "master-keys").exists()
     with pytest.raises(MasterKeyError):
-        load_master_key(tmp_path, "garbage")
-    assert not (tmp_path / "master.key").exists()  # a bad variable never falls back to a new file
+        FileKeyring(tmp_path, "garbage")
+    assert not (tmp_path / "master-keys").exists()  # a bad variable never falls back to a new file
 
 
-def test_load_master_key_creates_the_file_once(tmp_path: Path) -> None:
-    first = load_master_key(tmp_path / "data", None)
-    path = tmp_path / "data" / "master.key"
+def test_the_keyring_is_created_once(tmp_path: Path) -> None:
+    first = FileKeyring(tmp_path / "data", None)
+    (path,) = (tmp_path / "data" / "master-keys").glob("*.key")
     if os.name == "posix":
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_master_key(tmp_path / "data", "").id == first.id  # empty variable means unset
-    with pytest.raises(MasterKeyError, match="does not exist"):
-        load_master_key(tmp_path / "elsewhere", None, create=False)
+    assert FileKeyring(tmp_path / "data", "").current_id == first.current_id  # empty variable means unset
+    with pytest.raises(MasterKeyError, match="holds no master key"):
+        FileKeyring(tmp_path / "elsewhere", None, create=False)
 
 
 def test_a_garbled_or_open_master_key_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "master.key"
-    load_master_key(tmp_path, None)
+    FileKeyring(tmp_path, None)
+    (path,) = (tmp_path / "master-keys").glob("*.key")
     path.write_text("garbled\n")
     with pytest.raises(MasterKeyError, match="base64"):
-        load_master_key(tmp_path, None)
+        FileKeyring(tmp_path, None)
     if os.name == "posix":
         path.write_text(MasterKey.generate().to_base64().reveal())
         path.chmod(0o644)
         with pytest.raises(MasterKeyError, match="chmod 600"):
-            load_master_key(tmp_path, None)
+            FileKeyring(tmp_path, None)
+
