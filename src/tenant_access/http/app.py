@@ -155,7 +155,7 @@ class App:
                     raise
             if self.emulator is not None:
                 await self.emulator.faults.inject(route.operation)
-            ctx = Context(request, params, version, self.use_cases, actor, route.operation)
+            ctx = Context(request, params, version, self.use_cases, actor, route.operation, self.wire.success_status)
             outcome: Outcome = await route.handler(ctx)
             self.metrics.handled(outcome.kind, outcome.value)
             response = self._render(outcome, ctx)

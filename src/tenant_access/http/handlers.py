@@ -132,7 +132,8 @@ async def patch_access(ctx: Context) -> Outcome:
     problems = Problems()
     fields = rules.parse_access_update(await ctx.request.json(required=True), problems)
     problems.raise_if_any()
-    config = await ctx.app.update_access(ctx.actor, ref, name, ctx.request.headers.get("if-match"), fields)
+    config = await ctx.app.update_access(ctx.actor, ref, name, ctx.request.headers.get("if-match"), fields,
+                                         status=ctx.status_of("access"))
     return Outcome("access", config)
 
 
@@ -146,7 +147,8 @@ async def _regenerate(ctx: Context, name: AccessName | None, slot: KeySlot) -> O
     ref, path_name = _access_target(ctx)
     key = idempotency.parse_header(ctx.request.header_values("idempotency-key"))
     await ctx.request.json(required=False)  # no body is expected; a malformed one is still refused
-    rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot, key)
+    rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot, key,
+                                            status=ctx.status_of("rotation"))
     if rotation.replayed:
         return Outcome("rotation", rotation, headers=((idempotency.REPLAYED_HEADER, "true"),))
     return Outcome("rotation", rotation)
