@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from tenant_access import __version__
+from tenant_access.cli_azure import azure_cli
 from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
 from tenant_access.config import API_STYLES, AUTH_MODES, LOG_FORMATS, METRICS_ACCESS, Settings
 
@@ -267,5 +268,6 @@ def rotate_master_key(**options: object) -> None:
     click.echo(f"re-encrypted {rewritten} stored key(s) under the current master key")
 
 
+main.add_command(azure_cli)
 for _command in CLIENT_COMMANDS:  # services, access, keys, audit, emulator: the API over HTTP
     main.add_command(_command)

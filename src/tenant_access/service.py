@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenant_access.domain import access, services
+from tenant_access.domain import access, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
 from tenant_access.domain.idempotency import (
@@ -36,6 +36,7 @@ from tenant_access.domain.models import (
     ServiceSpec,
 )
 from tenant_access.domain.services import ServicePlan
+from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage.base import Store
 
 
@@ -76,6 +77,13 @@ class TenantAccess:
 
     async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]:
         return await self.store.list_services(subscription_id, resource_group)
+
+    async def list_all_services(self) -> list[Service]:
+        return await self.store.list_all_services()
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        """Those holding a service, and those declared (``tenant-access subscriptions add``)."""
+        return subscriptions.gather(await self.store.list_all_services())
 
     async def delete_service(self, actor: Actor, ref: ServiceRef) -> Service | None:
         return await self.store.delete_service(ref, event(actor, "services.delete", _target(ref), service=ref))

@@ -20,7 +20,7 @@ from tenant_access.domain.audit import Actor, event
 from tenant_access.domain.errors import InternalError, NotFound, Problems, TenantAccessError, ValidationFailed
 from tenant_access.domain.models import ServiceRef
 from tenant_access.http.context import Context, Outcome
-from tenant_access.http.handlers import ROUTES
+from tenant_access.http.handlers import AZURE_ROUTES, ROUTES
 from tenant_access.http.ids import new_request_id
 from tenant_access.http.request import Receive, Request, Scope, Send
 from tenant_access.http.responses import Response
@@ -61,6 +61,8 @@ class App:
         self.wire = _wire(settings.api_style)
         self.metrics = Metrics(api_style=settings.api_style, auth=settings.auth)
         routes = list(ROUTES)
+        if settings.api_style == "azure":
+            routes.extend(AZURE_ROUTES)
         from tenant_access.http import documents
 
         routes.extend(documents.routes(self))

@@ -96,6 +96,8 @@ def _json(ref: str) -> dict[str, Any]:
 #: operation -> {status: (description, body schema name or None, answer has an ETag)}
 SUCCESS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
     "services.list": {"200": ("The services", "ApiManagementServiceListResult", False)},
+    "services.list_by_subscription": {"200": ("The services of the subscription that the caller's scope reaches",
+                                              "ApiManagementServiceListResult", False)},
     "services.create_or_update": {"200": ("Updated", "ApiManagementServiceResource", True),
                                   "201": ("Created", "ApiManagementServiceResource", True)},
     "services.get": {"200": ("The service", "ApiManagementServiceResource", True)},
@@ -130,7 +132,7 @@ def _operation(route: Route) -> dict[str, Any]:
     params: list[dict[str, Any]] = [{"$ref": f"#/components/parameters/{n}"} for n in names]
     if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
         params.append({"$ref": "#/components/parameters/If-Match"})
-    if route.operation in ("services.list", "access.list", "audit.list"):
+    if route.operation in ("services.list", "services.list_by_subscription", "access.list", "audit.list"):
         params += [{"$ref": "#/components/parameters/$top"}, {"$ref": "#/components/parameters/$skip"}]
     if route.operation == "access.list":
         params.append({"name": "$filter", "in": "query", "required": False, "schema": STR,

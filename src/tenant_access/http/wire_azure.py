@@ -238,10 +238,10 @@ def _next_link(items: list[Any], request: Request) -> str | None:
     query = [(k, v) for k, v in parse_qsl(request.scope.get("query_string", b"").decode("latin-1"),
                                          keep_blank_values=True) if k != "$skip"]
     query.append(("$skip", str(items.next_skip)))
-    return f"{_origin(request)}{request.path}?{urlencode(query, safe='$-')}"
+    return f"{origin(request)}{request.path}?{urlencode(query, safe='$-')}"
 
 
-def _origin(request: Request) -> str:
+def origin(request: Request) -> str:
     scheme = request.scope.get("scheme", "http")
     host = request.headers.get("host", "")
     if not _HOST.match(host):
