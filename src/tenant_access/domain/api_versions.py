@@ -127,9 +127,13 @@ def well_formed(raw: str | None) -> str:
     every version of those operations answers in the shapes served here."""
     if raw is None or raw == "":
         return _resolve(raw, "services.get").requested  # raises MissingApiVersionParameter
-    if _date_of(raw) is None:
+    if _FORMAT.fullmatch(raw) is None:
         raise _invalid(raw, "must look like YYYY-MM-DD or YYYY-MM-DD-preview")
     return raw
+
+
+#: What :func:`well_formed` accepts, for the OpenAPI documents.
+WELL_FORMED_PATTERN = _FORMAT.pattern
 
 
 def supported_for(operation: str) -> list[str]:
