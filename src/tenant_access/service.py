@@ -83,7 +83,10 @@ class TenantAccess:
 
     async def list_subscriptions(self) -> list[Subscription]:
         """Those holding a service, and those declared (``tenant-access subscriptions add``)."""
-        return subscriptions.gather(await self.store.list_all_services())
+        return subscriptions.gather(await self.store.list_all_services(), await self.store.list_subscriptions())
+
+    async def declare_subscription(self, subscription: Subscription) -> None:
+        await self.store.put_subscription(subscription)
 
     async def delete_service(self, actor: Actor, ref: ServiceRef) -> Service | None:
         return await self.store.delete_service(ref, event(actor, "services.delete", _target(ref), service=ref))

@@ -35,11 +35,15 @@ def default_name(subscription_id: str) -> str:
 
 def gather(services: Iterable[Service], declared: Iterable[Subscription] = ()) -> list[Subscription]:
     """Every subscription that holds a service or was declared, once, by id (case-insensitively, as
-    Azure compares them); a declared name wins over the default one. Sorted by id."""
+    Azure compares them). A declared name wins over the default one; the id is spelled as in the
+    services' resource ids when it holds any, so that ids a client compares agree. Sorted by id."""
+    names = {sub.id.lower(): sub for sub in declared}
     found: dict[str, Subscription] = {}
-    for sub in declared:
-        found.setdefault(sub.id.lower(), sub)
     for svc in services:
         sid = svc.ref.subscription_id
-        found.setdefault(sid.lower(), Subscription(sid, default_name(sid)))
+        if sid.lower() not in found:
+            named = names.get(sid.lower())
+            found[sid.lower()] = Subscription(sid, named.display_name if named else default_name(sid))
+    for key, sub in names.items():
+        found.setdefault(key, sub)
     return [found[key] for key in sorted(found)]
