@@ -241,12 +241,10 @@ def subscriptions() -> None:
 @click.option("--database-url")
 def subscriptions_add(subscription_id: str, name: str, **options: object) -> None:
     """Declare subscription SUBSCRIPTION_ID (a GUID), or rename a declared one."""
-    import re
-
-    from tenant_access.domain.rules import GUID_PATTERN
+    from tenant_access.domain.rules import is_guid
     from tenant_access.domain.subscriptions import Subscription
 
-    if not re.fullmatch(GUID_PATTERN.strip("^$"), subscription_id):
+    if not is_guid(subscription_id):
         raise click.UsageError("a subscription id is a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
     name = name.strip()
     if not name or len(name) > 256 or not name.isprintable():

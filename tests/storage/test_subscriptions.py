@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.backends import Backend, DbServer
+from tests.serverproc import ServerProcess
 
 DECLARED = "dec1a4ed-0000-4000-8000-000000000001"
 HOLDING = "f011ed00-0000-4000-8000-000000000002"
@@ -28,7 +29,7 @@ def _cli(server: DbServer, *args: str) -> str:
     return done.stdout
 
 
-def _listed(server: DbServer, scope: str = "/") -> dict[str, str]:
+def _listed(server: ServerProcess, scope: str = "/") -> dict[str, str]:
     answer = httpx.get(f"{server.url}/subscriptions?{ARM}", headers=server.auth("reader", scope))
     assert answer.status_code == 200, answer.text
     return {s["subscriptionId"]: s["displayName"] for s in answer.json()["value"]}
@@ -53,3 +54,22 @@ def test_declared_subscriptions_are_listed_with_their_names(db_backend: Backend,
         assert _listed(server)[DECLARED] == "Renamed"
     finally:
         server.stop()
+
+
+def test_a_seed_document_declares_subscriptions(tmp_path: Path) -> None:
+    seed = tmp_path / "rig.yaml"
+    seed.write_text(f"subscriptions:\n  - id: {DECLARED}\n    name: Rig\nservices: []\n")
+    server = ServerProcess(tmp_path / "data", ["--api-style", "azure", "--seed", str(seed),
+                                               "--emulator-controls"]).start()
+    try:
+        assert _listed(server) == {DECLARED: "Rig"}
+        state = httpx.get(f"{server.url}/_emulator/state", headers=server.auth()).json()
+        assert state["subscriptions"] == [{"id": DECLARED, "name": "Rig"}]  # a dump re-seeds them too
+        bad = httpx.post(f"{server.url}/_emulator/seed", headers=server.auth(),
+                         json={"subscriptions": [{"id": "nope", "name": ""}]})
+        assert bad.status_code == 400
+        fields = {d["target"] for d in bad.json()["error"]["details"]}
+        assert fields == {"body.subscriptions[0].id", "body.subscriptions[0].name"}
+    finally:
+        server.stop()
+
