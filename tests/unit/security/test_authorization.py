@@ -14,9 +14,9 @@ from tenant_access.security.authorization import (
     PrincipalKind,
     Role,
     authorize,
-    reaches,
     covers,
     normalize_scope,
+    reaches,
     scope_segments,
 )
 
@@ -70,9 +70,7 @@ def test_unknown_operations_are_refused_for_every_role(role: Role, operation: st
 def test_every_routed_operation_is_classified() -> None:
     """An operation added to the router without a line in ROLE_OPERATIONS would be refused to
     everyone, owner included; this makes the omission a test failure instead of a surprise."""
-    from tenant_access.http.handlers import ROUTES
-
-    from tenant_access.http.handlers import AZURE_ROUTES
+    from tenant_access.http.handlers import AZURE_ROUTES, ROUTES
 
     routed = {route.operation for route in ROUTES + AZURE_ROUTES if route.versioned or not route.public}
     assert routed - ALL_OPERATIONS == set()
