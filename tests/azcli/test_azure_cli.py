@@ -18,6 +18,8 @@ import pytest
 from tests.azcli.conftest import CLOUD, OTHER_SUB, SUB, Az, make_az, sign_in
 from tests.serverproc import ServerProcess
 
+#: The first run installs azure-cli into the cache (about 90 s); later runs take about 10 s.
+pytestmark = pytest.mark.slow
 V = "api-version=2024-05-01"
 BODY = {"location": "westeurope", "sku": {"name": "Developer", "capacity": 1},
         "properties": {"publisherEmail": "ops@example.com", "publisherName": "Ops"}}
