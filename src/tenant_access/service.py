@@ -37,6 +37,7 @@ from tenant_access.domain.models import (
 )
 from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
+from tenant_access.security.authorization import covers, reaches
 from tenant_access.storage.base import Store
 
 
@@ -78,12 +79,19 @@ class TenantAccess:
     async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]:
         return await self.store.list_services(subscription_id, resource_group)
 
-    async def list_all_services(self) -> list[Service]:
-        return await self.store.list_all_services()
+    async def list_subscription_services(self, subscription_id: str, scope: str) -> list[Service]:
+        """The services of a subscription within ``scope`` (a caller of one resource group sees
+        that group's), by group and name."""
+        wanted = subscription_id.lower()
+        found = [s for s in await self.store.list_all_services()
+                 if s.ref.subscription_id.lower() == wanted and covers(scope, s.ref.resource_id)]
+        return sorted(found, key=lambda s: (s.ref.resource_group.lower(), s.ref.name.lower()))
 
-    async def list_subscriptions(self) -> list[Subscription]:
-        """Those holding a service, and those declared (``tenant-access subscriptions add``)."""
-        return subscriptions.gather(await self.store.list_all_services(), await self.store.list_subscriptions())
+    async def list_subscriptions(self, scope: str = "/") -> list[Subscription]:
+        """Those holding a service and those declared (``tenant-access subscriptions add``), as far
+        as ``scope`` reaches: a principal of a resource group sees that group's subscription."""
+        every = subscriptions.gather(await self.store.list_all_services(), await self.store.list_subscriptions())
+        return [s for s in every if reaches(scope, s.resource_id)]
 
     async def declare_subscription(self, subscription: Subscription) -> None:
         await self.store.put_subscription(subscription)

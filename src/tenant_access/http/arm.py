@@ -15,7 +15,6 @@ from tenant_access.domain import api_versions
 from tenant_access.domain.errors import NotFound
 from tenant_access.domain.subscriptions import TENANT_ID, TENANT_NAME, Subscription
 from tenant_access.http.context import Context, Outcome
-from tenant_access.security.authorization import reaches
 
 #: The audience the cloud metadata announces first: clients ask for tokens for it
 #: (``<audience>/.default``). It is one the server's token verification accepts by default.
@@ -89,7 +88,7 @@ def _listing(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _visible(ctx: Context) -> list[Subscription]:
-    return [s for s in await ctx.app.list_subscriptions() if reaches(ctx.actor.scope, s.resource_id)]
+    return await ctx.app.list_subscriptions(ctx.actor.scope)
 
 
 async def metadata_endpoints(ctx: Context) -> Outcome:

@@ -18,7 +18,6 @@ from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
 from tenant_access.http import arm
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.routing import Route
-from tenant_access.security.authorization import covers
 
 PROVIDER = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ApiManagement"
 SERVICE = PROVIDER + "/service/{serviceName}"
@@ -107,10 +106,7 @@ async def list_services_by_subscription(ctx: Context) -> Outcome:
     """``ApiManagementService_List``: the services of a subscription that the caller's scope reaches
     (a principal of one resource group sees that group's), paged like the resource group's list."""
     skip, top = _paging(ctx)
-    wanted = ctx.params["subscriptionId"].lower()
-    found = [s for s in await ctx.app.list_all_services()
-             if s.ref.subscription_id.lower() == wanted and covers(ctx.actor.scope, s.ref.resource_id)]
-    found.sort(key=lambda s: (s.ref.resource_group.lower(), s.ref.name.lower()))
+    found = await ctx.app.list_subscription_services(ctx.params["subscriptionId"], ctx.actor.scope)
     return Outcome("service_list", _page(found, skip, top))
 
 
