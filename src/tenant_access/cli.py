@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from tenant_access import __version__
+from tenant_access.cli_azure import azure_cli
 from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
 from tenant_access.cli_help import HelpGroup, ServeCommand
 from tenant_access.config import API_STYLES, AUTH_MODES, LOG_FORMATS, METRICS_ACCESS, Settings
+
+if TYPE_CHECKING:
+    from tenant_access.service import TenantAccess
+
+T = TypeVar("T")
 
 
 @click.group(cls=HelpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -273,6 +279,59 @@ def principals_create(role: str, scope: str, description: str, **options: object
     click.echo("The secret is shown only now; store it safely.", err=True)
 
 
+@main.group()
+def subscriptions() -> None:
+    """Subscriptions that Resource Manager clients (az login) see before they hold a service (Azure mode)."""
+
+
+@subscriptions.command("add")
+@click.argument("subscription_id")
+@click.option("--name", required=True, help="The display name (az account list shows it).")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--database-url")
+def subscriptions_add(subscription_id: str, name: str, **options: object) -> None:
+    """Declare subscription SUBSCRIPTION_ID (a GUID), or rename a declared one."""
+    from tenant_access.domain.rules import is_guid
+    from tenant_access.domain.subscriptions import Subscription
+
+    if not is_guid(subscription_id):
+        raise click.UsageError("a subscription id is a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+    name = name.strip()
+    if not name or len(name) > 256 or not name.isprintable():
+        raise click.UsageError("--name must be 1 to 256 printable characters")
+    _with_store(options, lambda app: app.declare_subscription(Subscription(subscription_id, name)))
+    click.echo(f"subscription {subscription_id} ({name}) declared")
+
+
+@subscriptions.command("list")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--database-url")
+def subscriptions_list(**options: object) -> None:
+    """Every subscription Resource Manager clients may see: declared ones and those holding services."""
+    for sub in _with_store(options, lambda app: app.list_subscriptions()):
+        click.echo(f"{sub.id}  {sub.display_name}")
+
+
+def _with_store(options: dict[str, object], work: Callable[[TenantAccess], Awaitable[T]]) -> T:
+    """Run one use case on the store the options (and environment) name, opened for just that."""
+    import asyncio
+
+    from tenant_access.runtime import open_store_for
+    from tenant_access.service import TenantAccess
+
+    store = open_store_for(_settings(options))
+
+    async def run() -> T:
+        await store.open()
+        try:
+            return await work(TenantAccess(store))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+
 @main.group("master-key")
 def master_key() -> None:
     """The master keyring that encrypts stored keys: rotate, status, retire."""
@@ -331,9 +390,6 @@ def master_key_retire(key_id: str, **options: object) -> None:
     _admin(admin.retire(_settings(options), key_id, say=click.echo, note=_note))
 
 
-T = TypeVar("T")
-
-
 def _admin(work: Coroutine[Any, Any, T]) -> T:
     import asyncio
 
@@ -357,5 +413,6 @@ for _principal_command in PRINCIPAL_COMMANDS:  # list, show, disable, enable, de
     principals.add_command(_principal_command)
 main.add_command(signing_key)
 
+main.add_command(azure_cli)
 for _command in CLIENT_COMMANDS:  # services, access, keys, audit, emulator: the API over HTTP
     main.add_command(_command)

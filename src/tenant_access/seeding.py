@@ -24,6 +24,7 @@ from tenant_access.domain import rules
 from tenant_access.domain.audit import Actor
 from tenant_access.domain.errors import Problems, ValidationFailed
 from tenant_access.domain.models import AccessName, ServiceRef, ServiceSpec
+from tenant_access.domain.subscriptions import Subscription
 from tenant_access.service import TenantAccess
 
 #: The caller seeding at start-up is the server itself; the audit trail says so.
@@ -36,7 +37,8 @@ DEFAULT_SKU = "Developer"
 DEFAULT_PUBLISHER_EMAIL = "admin@example.com"
 DEFAULT_PUBLISHER_NAME = "tenant-access"
 
-_TOP_FIELDS = {"version", "subscription", "resource_group", "services"}
+_TOP_FIELDS = {"version", "subscription", "resource_group", "services", "subscriptions"}
+_SUBSCRIPTION_FIELDS = {"id", "name"}
 _SERVICE_FIELDS = {"subscription", "resource_group", "name", "location", "sku", "publisher_email",
                    "publisher_name", "tags", "access", "git_access"}
 _ACCESS_FIELDS = {"enabled", "principal_id", "primary_key", "secondary_key"}
@@ -67,6 +69,15 @@ class SeedService:
     ref: ServiceRef
     spec: ServiceSpec
     access: dict[AccessName, dict[str, Any]] = field(default_factory=dict)
+
+
+class SeedServices(list[SeedService]):
+    """The services of a checked document (a plain list to callers), and the subscriptions it
+    declares (``subscriptions: [{id, name}]``: what Resource Manager clients list in Azure mode)."""
+
+    def __init__(self, services: list[SeedService], subscriptions: list[Subscription]) -> None:
+        super().__init__(services)
+        self.subscriptions = subscriptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +159,32 @@ def parse(document: Any) -> list[SeedService]:
             continue
         seen[service.ref.key] = index
         found.append(service)
+    declared = _subscriptions(document.get("subscriptions"), problems)
     if problems:
         raise SeedError("the seed document is not valid:", problems)
+    return SeedServices(found, declared)
+
+
+def _subscriptions(entries: Any, problems: list[tuple[str, str]]) -> list[Subscription]:
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        problems.append(("subscriptions", "must be a list"))
+        return []
+    found = []
+    for index, entry in enumerate(entries):
+        where = f"subscriptions[{index}]"
+        if not isinstance(entry, Mapping):
+            problems.append((where, "must be a mapping with 'id' and 'name'"))
+            continue
+        _unknown(entry, _SUBSCRIPTION_FIELDS, f"{where}.", problems)
+        sub_id, name = entry.get("id"), entry.get("name")
+        if not isinstance(sub_id, str) or not rules.is_guid(sub_id):
+            problems.append((f"{where}.id", "must be a GUID"))
+        if not isinstance(name, str) or not name.strip() or len(name) > 256 or not name.isprintable():
+            problems.append((f"{where}.name", "must be 1 to 256 printable characters"))
+        if isinstance(sub_id, str) and isinstance(name, str):
+            found.append(Subscription(sub_id, name.strip()))
     return found
 
 
@@ -238,6 +273,8 @@ def _rename(rule_field: str, names: dict[str, str]) -> str:
 async def apply(app: TenantAccess, actor: Actor, services: list[SeedService]) -> list[SeedResult]:
     """Provision ``services`` in order; a failure stops there (what was applied stays applied, and
     applying the document again after fixing it finishes the job)."""
+    for declared in getattr(services, "subscriptions", ()):
+        await app.declare_subscription(declared)
     results = []
     for item in services:
         results.append(SeedResult(item.ref, await _apply_one(app, actor, item)))
@@ -301,7 +338,11 @@ async def dump(app: TenantAccess, actor: Actor, *, reveal: bool) -> dict[str, An
                 "updated_at": rfc3339(config.updated_at),
             }
         services.append(entry)
-    return {"version": FORMAT_VERSION, "services": services}
+    document: dict[str, Any] = {"version": FORMAT_VERSION, "services": services}
+    declared = await app.store.list_subscriptions()
+    if declared:
+        document["subscriptions"] = [{"id": sub.id, "name": sub.display_name} for sub in declared]
+    return document
 
 
 async def provision_file(settings_path: Path, store_app: TenantAccess) -> list[SeedResult]:

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenant_access.domain import access, services
+from tenant_access.domain import access, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
 from tenant_access.domain.idempotency import (
@@ -36,6 +36,8 @@ from tenant_access.domain.models import (
     ServiceSpec,
 )
 from tenant_access.domain.services import ServicePlan
+from tenant_access.domain.subscriptions import Subscription
+from tenant_access.security.authorization import covers, reaches
 from tenant_access.storage.base import Store
 
 
@@ -77,6 +79,23 @@ class TenantAccess:
     async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]:
         return await self.store.list_services(subscription_id, resource_group)
 
+    async def list_subscription_services(self, subscription_id: str, scope: str) -> list[Service]:
+        """The services of a subscription within ``scope`` (a caller of one resource group sees
+        that group's), by group and name."""
+        wanted = subscription_id.lower()
+        found = [s for s in await self.store.list_all_services()
+                 if s.ref.subscription_id.lower() == wanted and covers(scope, s.ref.resource_id)]
+        return sorted(found, key=lambda s: (s.ref.resource_group.lower(), s.ref.name.lower()))
+
+    async def list_subscriptions(self, scope: str = "/") -> list[Subscription]:
+        """Those holding a service and those declared (``tenant-access subscriptions add``), as far
+        as ``scope`` reaches: a principal of a resource group sees that group's subscription."""
+        every = subscriptions.gather(await self.store.list_all_services(), await self.store.list_subscriptions())
+        return [s for s in every if reaches(scope, s.resource_id)]
+
+    async def declare_subscription(self, subscription: Subscription) -> None:
+        await self.store.put_subscription(subscription)
+
     async def delete_service(self, actor: Actor, ref: ServiceRef) -> Service | None:
         return await self.store.delete_service(ref, event(actor, "services.delete", _target(ref), service=ref))
 
@@ -110,21 +129,26 @@ class TenantAccess:
                                   lambda current: access.replace(current, if_match, fields, now))
 
     async def update_access(
-        self, actor: Actor, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object]
+        self, actor: Actor, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object],
+        *, status: int = 200,
     ) -> AccessConfig:
+        """``status`` is what the client will be answered, for the audit record (204 for an older
+        api-version's PATCH in Azure mode)."""
         now = utcnow()
         return await self._modify(actor, "access.update", ref, name,
-                                  lambda current: access.update(current, if_match, fields, now))
+                                  lambda current: access.update(current, if_match, fields, now), status=status)
 
     async def regenerate_key(
         self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName, slot: KeySlot,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, *, status: int = 200,
     ) -> Rotation:
         """The seed operation (with ``slot=SECONDARY``) and its three siblings.
 
         With ``idempotency_key``, a retry of a request that already rotated (the key is the
         caller's, remembered for :data:`~tenant_access.domain.idempotency.TTL`) answers the first
-        request's outcome, marked ``replayed``, and rotates nothing.
+        request's outcome, marked ``replayed``, and rotates nothing. ``status`` is what the wire
+        format answers a rotation with (200 in the seed format, 204 in Azure's): the audit record
+        must say what the client received.
         """
         now = utcnow()
         outcome: list[tuple[str, AccessChange]] = []
@@ -139,7 +163,7 @@ class TenantAccess:
             claim = IdempotencyClaim(principal_key(actor), idempotency_key, operation,
                                      _target(ref, name).lower(), now)
         try:
-            config = await self._modify(actor, operation, ref, name, decide, idempotency=claim)
+            config = await self._modify(actor, operation, ref, name, decide, idempotency=claim, status=status)
         except IdempotentReplay as replay:
             assert claim is not None
             return await self._replayed(ref, name, check_replay(claim, replay))
@@ -158,6 +182,7 @@ class TenantAccess:
     async def _modify(
         self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName,
         decide: Callable[[Secrets], AccessChange], *, idempotency: IdempotencyClaim | None = None,
+        status: int = 200,
     ) -> AccessConfig:
         def audited(current: Secrets) -> AccessChange:
             change = decide(current)
@@ -167,7 +192,7 @@ class TenantAccess:
                 actor, operation, _target(ref, name), service=ref, at=change.updated_at,
                 old_version_id=",".join(current.config.version_id(s) for s in slots) or None,
                 new_version_id=",".join(new_ids[s] for s in slots) or None,
-                detail=",".join(s.value for s in slots) or None,
+                detail=",".join(s.value for s in slots) or None, status=status,
             )
             return dataclasses.replace(change, audit=record)
 

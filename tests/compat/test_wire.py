@@ -200,7 +200,10 @@ def test_missing_service_and_unknown_routes(https: httpx.Client) -> None:
     error = _error(https.get(f"{missing}/tenant/access", params=V), 404, "ResourceNotFound")
     assert "Microsoft.ApiManagement/service/" in error["message"]
     _error(https.get(missing, params=V), 404, "ResourceNotFound")
-    _error(https.get("/subscriptions", params=V), 404, "NotFound")
+    # (/subscriptions itself is served in Azure mode since the Azure CLI needs it: tests/http/test_arm.py.)
+    _error(https.get("/subscriptions/6b1d3c2a-0e5f-4a7b-9c8d-1e2f3a4b5c6d/providers/Microsoft.Web/sites", params=V),
+           404, "NotFound")
+    _error(https.get("/providers", params=V), 404, "NotFound")
     not_allowed = https.put(f"{missing}/tenant/access/listSecrets", params=V)
     _error(not_allowed, 405, "MethodNotAllowed")
     assert not_allowed.headers["allow"] == "POST"

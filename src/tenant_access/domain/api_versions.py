@@ -36,6 +36,7 @@ FIRST_VERSION: dict[str, str] = {
     "services.get": "2016-07-07",
     "services.delete": "2016-07-07",
     "services.list": "2016-07-07",
+    "services.list_by_subscription": "2016-07-07",
     "access.get": "2016-10-10",
     "access.update": "2016-10-10",
     "access.regenerate_primary_key": "2016-10-10",
@@ -129,6 +130,21 @@ def _nearest(when: _dt.date, operation: str) -> str:
     before = [v for d, v in sorted(dated) if d < when][-1:]
     after = [v for d, v in sorted(dated) if d > when][:1]
     return "the nearest known are " + " and ".join(before + after)
+
+
+def well_formed(raw: str | None) -> str:
+    """An api-version of an operation that is not API Management's (Resource Manager's own
+    subscriptions, tenants and cloud metadata): required and well-formed, and otherwise any, since
+    every version of those operations answers in the shapes served here."""
+    if raw is None or raw == "":
+        return _resolve(raw, "services.get").requested  # raises MissingApiVersionParameter
+    if _FORMAT.fullmatch(raw) is None:
+        raise _invalid(raw, "must look like YYYY-MM-DD or YYYY-MM-DD-preview")
+    return raw
+
+
+#: What :func:`well_formed` accepts, for the OpenAPI documents.
+WELL_FORMED_PATTERN = _FORMAT.pattern
 
 
 def supported_for(operation: str) -> list[str]:

@@ -39,6 +39,10 @@ _PRINCIPAL_ID = re.compile(PRINCIPAL_ID_PATTERN.rstrip("$"))
 _SUPPLIED_KEY = re.compile(SUPPLIED_KEY_PATTERN.rstrip("$"))
 
 
+def is_guid(value: str) -> bool:
+    return _GUID.fullmatch(value) is not None
+
+
 def check_subscription_id(value: str, problems: Problems) -> None:
     if not _GUID.fullmatch(value):
         problems.add("path.subscriptionId", "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")

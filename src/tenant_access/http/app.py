@@ -20,7 +20,7 @@ from tenant_access.domain.audit import Actor, event
 from tenant_access.domain.errors import InternalError, NotFound, Problems, TenantAccessError, ValidationFailed
 from tenant_access.domain.models import ServiceRef
 from tenant_access.http.context import Context, Outcome
-from tenant_access.http.handlers import ROUTES
+from tenant_access.http.handlers import AZURE_ROUTES, ROUTES
 from tenant_access.http.ids import new_request_id
 from tenant_access.http.request import Receive, Request, Scope, Send
 from tenant_access.http.responses import Response
@@ -56,11 +56,14 @@ def _wire(style: str) -> ModuleType:
 class App:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
+        self.public_url = settings.base_url
         self.store = store
         self.use_cases = TenantAccess(store)
         self.wire = _wire(settings.api_style)
         self.metrics = Metrics(api_style=settings.api_style, auth=settings.auth)
         routes = list(ROUTES)
+        if settings.api_style == "azure":
+            routes.extend(AZURE_ROUTES)
         from tenant_access.http import documents
 
         routes.extend(documents.routes(self))
@@ -155,7 +158,8 @@ class App:
                     raise
             if self.emulator is not None:
                 await self.emulator.faults.inject(route.operation)
-            ctx = Context(request, params, version, self.use_cases, actor, route.operation)
+            ctx = Context(request, params, version, self.use_cases, actor, route.operation, self.wire.success_status,
+                          self.public_url)
             outcome: Outcome = await route.handler(ctx)
             self.metrics.handled(outcome.kind, outcome.value)
             response = self._render(outcome, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,15 @@ class Context:
     app: TenantAccess
     actor: Actor
     operation: str
+    #: The active wire format's status for a success of a kind (see :meth:`status_of`).
+    success_status: Callable[[str, Context], int] | None = None
+    #: This server's public URL (``--public-url``, else its listening address): never the Host header.
+    public_url: str = ""
+
+    def status_of(self, kind: str) -> int:
+        """The status the client will receive for a success of ``kind``, known before the use case
+        runs so that its audit record (written in the same transaction) names what was answered."""
+        return 200 if self.success_status is None else self.success_status(kind, self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from tenant_access.domain import idempotency, rules
 from tenant_access.domain.audit import AuditQuery
 from tenant_access.domain.errors import Problems
 from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
+from tenant_access.http import arm
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.routing import Route
 
@@ -101,6 +102,14 @@ async def list_services(ctx: Context) -> Outcome:
     return Outcome("service_list", _page(found, skip, top))
 
 
+async def list_services_by_subscription(ctx: Context) -> Outcome:
+    """``ApiManagementService_List``: the services of a subscription that the caller's scope reaches
+    (a principal of one resource group sees that group's), paged like the resource group's list."""
+    skip, top = _paging(ctx)
+    found = await ctx.app.list_subscription_services(ctx.params["subscriptionId"], ctx.actor.scope)
+    return Outcome("service_list", _page(found, skip, top))
+
+
 async def list_access(ctx: Context) -> Outcome:
     ref = _service_ref(ctx)
     ctx.request.query("$filter")  # "Not used" in the specification: accepted (once) and ignored
@@ -132,7 +141,8 @@ async def patch_access(ctx: Context) -> Outcome:
     problems = Problems()
     fields = rules.parse_access_update(await ctx.request.json(required=True), problems)
     problems.raise_if_any()
-    config = await ctx.app.update_access(ctx.actor, ref, name, ctx.request.headers.get("if-match"), fields)
+    config = await ctx.app.update_access(ctx.actor, ref, name, ctx.request.headers.get("if-match"), fields,
+                                         status=ctx.status_of("access"))
     return Outcome("access", config)
 
 
@@ -146,7 +156,8 @@ async def _regenerate(ctx: Context, name: AccessName | None, slot: KeySlot) -> O
     ref, path_name = _access_target(ctx)
     key = idempotency.parse_header(ctx.request.header_values("idempotency-key"))
     await ctx.request.json(required=False)  # no body is expected; a malformed one is still refused
-    rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot, key)
+    rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot, key,
+                                            status=ctx.status_of("rotation"))
     if rotation.replayed:
         return Outcome("rotation", rotation, headers=((idempotency.REPLAYED_HEADER, "true"),))
     return Outcome("rotation", rotation)
@@ -233,4 +244,29 @@ ROUTES: tuple[Route, ...] = (
           git_regenerate_secondary_key, "Regenerate the secondary key of the gitAccess configuration"),
     Route("audit.list", "GET", SERVICE + "/auditEvents", list_audit_events,
           "List the audit records of a service (filters: operation, since, until; paging: $top, $skip)"),
+)
+
+#: Resource Manager's own operations that clients need before they reach a resource (the Azure CLI's
+#: cloud registration and sign-in, ``az apim list`` without a group). Served in Azure mode only: the
+#: seed format has no subscriptions, tenants or clouds, and its routes stay exactly as they were.
+#: Their api-versions are Resource Manager's, not API Management's, so the handlers check them
+#: (``versioned=False``); the subscription-level service list is API Management's and versioned.
+AZURE_ROUTES: tuple[Route, ...] = (
+    Route("metadata.endpoints", "GET", "/metadata/endpoints", arm.metadata_endpoints,
+          "Cloud metadata: this server as resource manager and login endpoint (what az cloud register reads)",
+          versioned=False, public=True),
+    Route("metadata.endpoints_slash", "GET", "//metadata/endpoints", arm.metadata_endpoints,
+          "The same, at the path clients ask for when the endpoint they were given ends in '/'",
+          versioned=False, public=True),
+    Route("subscriptions.list", "GET", "/subscriptions", arm.list_subscriptions,
+          "List the subscriptions the caller's scope reaches (those holding services, and declared ones)",
+          versioned=False),
+    Route("subscriptions.get", "GET", "/subscriptions/{subscriptionId}", arm.get_subscription,
+          "Get a subscription", versioned=False),
+    Route("tenants.list", "GET", "/tenants", arm.list_tenants, "List the tenants (this server is one)",
+          versioned=False),
+    Route("resource_groups.get", "GET", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}",
+          arm.get_resource_group, "Get a resource group (one exists while it holds a service)", versioned=False),
+    Route("services.list_by_subscription", "GET", "/subscriptions/{subscriptionId}/providers/Microsoft.ApiManagement"
+          "/service", list_services_by_subscription, "List the services of a subscription"),
 )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tenant_access import __version__
-from tenant_access.domain import rules
+from tenant_access.domain import api_versions, rules
 from tenant_access.http import openapi, openapi_common
 from tenant_access.http.routing import Route
 
@@ -82,6 +82,41 @@ SCHEMAS: dict[str, Any] = {
     }, required=["value"]),
 }
 
+_SUBSCRIPTION = _obj({
+    "id": STR, "authorizationSource": STR, "managedByTenants": {"type": "array"}, "subscriptionId": STR,
+    "tenantId": STR, "displayName": STR, "state": {"const": "Enabled"},
+    "subscriptionPolicies": _obj({"locationPlacementId": STR, "quotaId": STR, "spendingLimit": STR}),
+})
+_COUNT = _obj({"type": {"const": "Total"}, "value": {"type": "integer"}})
+_AUTHENTICATION = _obj({"loginEndpoint": STR, "audiences": {"type": "array", "items": STR}, "tenant": STR,
+                        "identityProvider": STR})
+_CLOUD_URLS = ("portal", "resourceManager", "graph", "graphAudience", "media", "batch", "gallery", "sqlManagement")
+#: Resource Manager's own answers (Azure mode only; subscriptions.json, resources.json, cloud metadata).
+ARM_SCHEMAS: dict[str, Any] = {
+    "Subscription": _SUBSCRIPTION,
+    "SubscriptionListResult": _obj({"value": {"type": "array", "items": {"$ref": "#/components/schemas/Subscription"}},
+                                    "count": _COUNT}),
+    "TenantListResult": _obj({"value": {"type": "array", "items": _obj({
+        "id": STR, "tenantId": STR, "tenantCategory": STR, "displayName": STR, "domains": {"type": "array"},
+        "tenantType": STR})}, "count": _COUNT}),
+    "ResourceGroup": _obj({"id": STR, "name": STR, "type": {"const": "Microsoft.Resources/resourceGroups"},
+                           "location": STR, "properties": _obj({"provisioningState": STR})}),
+    "CloudMetadata": {"oneOf": [
+        _obj({"name": STR, **dict.fromkeys(_CLOUD_URLS, STR), "authentication": _AUTHENTICATION,
+              "suffixes": {"type": "object", "additionalProperties": STR}}),
+        _obj({"galleryEndpoint": STR, "graphEndpoint": STR, "portalEndpoint": STR, "authentication": _AUTHENTICATION}),
+    ]},
+}
+#: operation -> (answer schema, whether api-version is required, whether a 404 names a missing thing)
+ARM_OPERATIONS: dict[str, tuple[str, bool, bool]] = {
+    "metadata.endpoints": ("CloudMetadata", False, False),
+    "metadata.endpoints_slash": ("CloudMetadata", False, False),
+    "subscriptions.list": ("SubscriptionListResult", True, False),
+    "subscriptions.get": ("Subscription", True, True),
+    "tenants.list": ("TenantListResult", True, False),
+    "resource_groups.get": ("ResourceGroup", True, True),
+}
+
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 _ETAG = {"ETag": {"description": "Entity tag (quoted)", "required": True, "schema": {"type": "string"}}}
 _REQUEST_ID = {"x-ms-request-id": {"description": "This request's id", "required": True, "schema": STR},
@@ -96,6 +131,8 @@ def _json(ref: str) -> dict[str, Any]:
 #: operation -> {status: (description, body schema name or None, answer has an ETag)}
 SUCCESS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
     "services.list": {"200": ("The services", "ApiManagementServiceListResult", False)},
+    "services.list_by_subscription": {"200": ("The services of the subscription that the caller's scope reaches",
+                                              "ApiManagementServiceListResult", False)},
     "services.create_or_update": {"200": ("Updated", "ApiManagementServiceResource", True),
                                   "201": ("Created", "ApiManagementServiceResource", True)},
     "services.get": {"200": ("The service", "ApiManagementServiceResource", True)},
@@ -120,6 +157,8 @@ def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": route.operation, "summary": route.summary,
                           "tags": [route.operation.split(".")[0]]}
     head = route.method == "HEAD"
+    if route.operation in ARM_OPERATIONS:
+        return _arm_operation(route, op)
     if not route.versioned:
         seed = openapi._operation(route)  # the same documents, health answers and OAuth routes
         op["responses"] = {"200": seed["responses"]["200"]}
@@ -130,7 +169,7 @@ def _operation(route: Route) -> dict[str, Any]:
     params: list[dict[str, Any]] = [{"$ref": f"#/components/parameters/{n}"} for n in names]
     if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
         params.append({"$ref": "#/components/parameters/If-Match"})
-    if route.operation in ("services.list", "access.list", "audit.list"):
+    if route.operation in ("services.list", "services.list_by_subscription", "access.list", "audit.list"):
         params += [{"$ref": "#/components/parameters/$top"}, {"$ref": "#/components/parameters/$skip"}]
     if route.operation == "access.list":
         params.append({"name": "$filter", "in": "query", "required": False, "schema": STR,
@@ -166,6 +205,25 @@ def _operation(route: Route) -> dict[str, Any]:
     return op
 
 
+def _arm_operation(route: Route, op: dict[str, Any]) -> dict[str, Any]:
+    """Resource Manager's operations take its api-versions (any well-formed one), not API Management's."""
+    schema, version_required, names_missing = ARM_OPERATIONS[route.operation]
+    names = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
+    op["parameters"] = [*(openapi_common.PATH_PARAMETERS[n] for n in names), {
+        "name": "api-version", "in": "query", "required": version_required,
+        "description": "Any well-formed Resource Manager api-version; every one answers in the shape documented here.",
+        "schema": {"type": "string", "pattern": api_versions.WELL_FORMED_PATTERN},
+    }]
+    responses: dict[str, Any] = {"200": {"description": "OK", "headers": dict(_REQUEST_ID), "content": _json(schema)},
+                                 "400": {"description": "MissingApiVersionParameter, InvalidApiVersionParameter, "
+                                                        "ValidationError", "content": _ERROR},
+                                 "500": {"description": "InternalServerError", "content": _ERROR}}
+    if names_missing:
+        responses["404"] = {"description": "SubscriptionNotFound, ResourceGroupNotFound", "content": _ERROR}
+    op["responses"] = responses
+    return op
+
+
 def build(routes: Sequence[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
@@ -180,6 +238,6 @@ def build(routes: Sequence[Route]) -> dict[str, Any]:
                            "{\"error\": {\"code\", \"message\", \"target\"?, \"details\"?}}.",
         },
         "paths": paths,
-        "components": {"schemas": dict(SCHEMAS), "parameters": {}},
+        "components": {"schemas": {**SCHEMAS, **ARM_SCHEMAS}, "parameters": {}},
     }
     return openapi_common.finish(doc, routes, lambda route: None if route.method == "HEAD" else _ERROR)

@@ -37,7 +37,9 @@ class Route:
     length: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
-        parts = self.path.strip("/").split("/")
+        # One leading slash is the root; a second one is an empty first segment, which a route may
+        # name on purpose ("//metadata/endpoints": what clients ask when given an endpoint ending in "/").
+        parts = (self.path[1:] if self.path.startswith("/") else self.path).rstrip("/").split("/")
         object.__setattr__(self, "length", len(parts))
         object.__setattr__(self, "literals", tuple(
             (i, p.lower()) for i, p in enumerate(parts) if not p.startswith("{")

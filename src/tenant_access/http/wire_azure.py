@@ -160,13 +160,23 @@ def _before(served: str | None, version: str) -> bool:
     return served is not None and served[:10] < version
 
 
+def success_status(kind: str, ctx: Context) -> int:
+    """The status of a success of ``kind`` on this request: what :func:`render` answers, and what
+    the audit record of the change says was answered (regenerations are 204 in Azure)."""
+    if kind == "rotation":
+        return 204
+    if kind == "access" and ctx.request.method == "PATCH":
+        served = ctx.api_version.served if ctx.api_version is not None else None
+        return 204 if _before(served, PATCH_RETURNS_BODY_FROM) else 200
+    return 200
+
+
 def render(outcome: Outcome, ctx: Context) -> Response:
     kind, value = outcome.kind, outcome.value
-    served = ctx.api_version.served if ctx.api_version is not None else None
     if kind == "rotation":
-        return _empty(204)
+        return _empty(success_status(kind, ctx))
     if kind == "access":
-        if ctx.request.method == "PATCH" and _before(served, PATCH_RETURNS_BODY_FROM):
+        if success_status(kind, ctx) == 204:
             return _empty(204).header("ETag", _etag(value.etag))
         return Response(200, _access_answer(value)).header("ETag", _etag(value.etag))
     if kind == "access_etag":
@@ -229,10 +239,10 @@ def _next_link(items: list[Any], request: Request) -> str | None:
     query = [(k, v) for k, v in parse_qsl(request.scope.get("query_string", b"").decode("latin-1"),
                                          keep_blank_values=True) if k != "$skip"]
     query.append(("$skip", str(items.next_skip)))
-    return f"{_origin(request)}{request.path}?{urlencode(query, safe='$-')}"
+    return f"{origin(request)}{request.path}?{urlencode(query, safe='$-')}"
 
 
-def _origin(request: Request) -> str:
+def origin(request: Request) -> str:
     scheme = request.scope.get("scheme", "http")
     host = request.headers.get("host", "")
     if not _HOST.match(host):

@@ -121,10 +121,16 @@ def _etag(config: AccessConfig) -> str:
     return f'"{config.etag}"'
 
 
+def success_status(kind: str, ctx: Context) -> int:
+    """Every success of an existing configuration is a 200 here (a new service is 201, decided by
+    the use case); the audit record of a change takes its status from this."""
+    return 200
+
+
 def render(outcome: Outcome, ctx: Context) -> Response:
     kind, value = outcome.kind, outcome.value
     if kind == "rotation":
-        return _ok(200, rotation_data(value))
+        return _ok(success_status(kind, ctx), rotation_data(value))
     if kind == "access":
         return Response(200, _access_answer(value)).header("ETag", _etag(value))
     if kind == "access_etag":

@@ -32,6 +32,11 @@ class PrincipalKind(enum.StrEnum):
 
 READ_OPERATIONS: frozenset[str] = frozenset({
     "services.list",
+    "services.list_by_subscription",
+    "subscriptions.list",
+    "subscriptions.get",
+    "tenants.list",
+    "resource_groups.get",
     "services.get",
     "access.list",
     "access.get",
@@ -70,6 +75,18 @@ ROLE_OPERATIONS: Mapping[Role, frozenset[str]] = MappingProxyType({
     Role.OWNER: READ_OPERATIONS | KEY_OPERATIONS | OWNER_OPERATIONS | EMULATOR_OPERATIONS,
 })
 ALL_OPERATIONS: frozenset[str] = ROLE_OPERATIONS[Role.OWNER]
+#: Resource Manager's listings above a resource (Azure mode): a principal may call them when its
+#: scope and the listed container are on one line (either contains the other), and sees only the
+#: items its scope reaches (the handler filters with :func:`reaches`). The number is how many leading
+#: path segments name the container: 0 for the whole server (``/subscriptions``, ``/tenants``), 2
+#: for one subscription. So a principal of one subscription lists that subscription and is refused
+#: any other.
+FILTERED_OPERATIONS: Mapping[str, int] = MappingProxyType({
+    "subscriptions.list": 0,
+    "tenants.list": 0,
+    "subscriptions.get": 2,
+    "services.list_by_subscription": 2,
+})
 
 ROOT_SCOPE = "/"
 
@@ -173,7 +190,30 @@ def authorize(principal: Principal, operation: str, resource_path: str | Sequenc
     with :func:`covers` instead.
     """
     allowed = ROLE_OPERATIONS.get(principal.role, frozenset())
-    return operation in allowed and covers(principal.scope, resource_path)
+    if operation not in allowed:
+        return False
+    container = FILTERED_OPERATIONS.get(operation)
+    if container is not None:
+        segments = _split(resource_path)
+        return segments is not None and len(segments) >= container and reaches(principal.scope,
+                                                                                segments[:container])
+    return covers(principal.scope, resource_path)
+
+
+def reaches(scope: str, resource_path: str | Sequence[str]) -> bool:
+    """Whether ``scope`` and ``resource_path`` are on one line: the path lies under the scope (as
+    :func:`covers`) or the scope lies under the path, as a subscription holds a resource group
+    scope. What a listing above a principal's scope may show it."""
+    if covers(scope, resource_path):
+        return True
+    segments = _split(resource_path)
+    if segments is None or any(p in (".", "..") for p in segments):
+        return False
+    try:
+        wanted = scope_segments(scope)
+    except ValueError:
+        return False
+    return len(segments) <= len(wanted) and all(s.lower() == w for s, w in zip(segments, wanted, strict=False))
 
 
 def _split(path: str | Sequence[str]) -> list[str] | None:

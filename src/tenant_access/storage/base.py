@@ -17,6 +17,7 @@ from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
+from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage.census import KeyCensus
 
 
@@ -52,7 +53,16 @@ class Store(Protocol):
     async def list_services(self, subscription_id: str, resource_group: str) -> list[Service]: ...
 
     async def list_all_services(self) -> list[Service]:
-        """Every service of every subscription, for the emulator's state dump; no API route uses it."""
+        """Every service of every subscription: the emulator's state dump, and Resource Manager's
+        subscription listings (Azure mode)."""
+        ...
+
+    async def put_subscription(self, subscription: Subscription) -> None:
+        """Declare a subscription, or rename a declared one (by id, case-insensitively)."""
+        ...
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        """The declared subscriptions (not those that merely hold services), by id."""
         ...
 
     async def reset(self) -> None:

@@ -40,6 +40,7 @@ from psycopg.pq import TransactionStatus
 from tenant_access.domain.audit import AuditEvent, AuditQuery
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
 from tenant_access.domain.idempotency import IdempotencyClaim
+from tenant_access.domain.keys import utcnow
 from tenant_access.domain.models import (
     AccessChange,
     AccessConfig,
@@ -52,6 +53,7 @@ from tenant_access.domain.models import (
 )
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
+from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
 from tenant_access.storage.base import Cipher
@@ -618,6 +620,21 @@ class PostgresStore:
         return census
 
     # -- service principals ------------------------------------------------------------------------
+
+    # -- declared subscriptions ----------------------------------------------------------------
+
+    async def put_subscription(self, subscription: Subscription) -> None:
+        await self._write(lambda conn: self._exec(
+            conn,
+            "INSERT INTO subscriptions (id_key, id, display_name, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id_key) DO UPDATE SET display_name = excluded.display_name",
+            (subscription.id.lower(), subscription.id, subscription.display_name, ts(utcnow())),
+        ))
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        rows = await self._read(lambda c: self._all(
+            c, "SELECT id, display_name FROM subscriptions ORDER BY id_key", ()))
+        return [Subscription(r[0], r[1]) for r in rows]
 
     async def add_principal(self, principal: ServicePrincipal) -> None:
         await self._write(lambda conn: self._exec(

@@ -16,6 +16,7 @@ from tenant_access.security.authorization import (
     authorize,
     covers,
     normalize_scope,
+    reaches,
     scope_segments,
 )
 
@@ -23,15 +24,18 @@ SUB = "11111111-2222-3333-4444-555555555555"
 SERVICE = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.ApiManagement/service/svc"
 ACCESS = f"{SERVICE}/tenant/access"
 
+#: Resource Manager's reads in Azure mode: every role may list what its scope reaches.
+ARM_READS = ("services.list_by_subscription", "subscriptions.list", "subscriptions.get", "tenants.list",
+             "resource_groups.get")
 EXPECTED = {
-    Role.READER: {"services.list", "services.get", "access.list", "access.get", "access.get_entity_tag"},
+    Role.READER: {*ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag"},
     Role.KEY_OPERATOR: {
-        "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
+        *ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
         "access.list_secrets", "access.regenerate_primary_key", "access.regenerate_secondary_key",
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
     },
     Role.OWNER: {
-        "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
+        *ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
         "access.list_secrets", "access.regenerate_primary_key", "access.regenerate_secondary_key",
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
         "services.create_or_update", "services.delete", "access.create", "access.update", "audit.list",
@@ -66,10 +70,42 @@ def test_unknown_operations_are_refused_for_every_role(role: Role, operation: st
 def test_every_routed_operation_is_classified() -> None:
     """An operation added to the router without a line in ROLE_OPERATIONS would be refused to
     everyone, owner included; this makes the omission a test failure instead of a surprise."""
-    from tenant_access.http.handlers import ROUTES
+    from tenant_access.http.handlers import AZURE_ROUTES, ROUTES
 
-    routed = {route.operation for route in ROUTES if route.versioned}
+    routed = {route.operation for route in ROUTES + AZURE_ROUTES if route.versioned or not route.public}
     assert routed - ALL_OPERATIONS == set()
+
+
+OTHER = "99999999-2222-3333-4444-555555555555"
+
+
+@pytest.mark.parametrize(("scope", "path", "expected"), [
+    ("/", "/subscriptions", True),
+    (f"/subscriptions/{SUB}", "/subscriptions", True),  # the subscription lists (filtered by the handler)
+    (f"/subscriptions/{SUB}/resourceGroups/rg1", f"/subscriptions/{SUB}", True),  # the group's subscription
+    (f"/subscriptions/{SUB}", f"/subscriptions/{SUB}/resourceGroups/rg1", True),
+    (SERVICE, f"/subscriptions/{SUB}", True),
+    (f"/subscriptions/{SUB}", f"/subscriptions/{OTHER}", False),
+    (f"/subscriptions/{SUB}/resourceGroups/rg1", f"/subscriptions/{SUB}/resourceGroups/rg2", False),
+    (f"/subscriptions/{SUB}", f"/subscriptions/{SUB}/../{OTHER}", False),
+    ("/subscription/a", "/", False),
+])
+def test_reaches_is_either_direction_on_one_line(scope: str, path: str, expected: bool) -> None:
+    assert reaches(scope, path) is expected
+
+
+def test_listings_above_the_scope_are_allowed_only_along_it() -> None:
+    narrow = principal(Role.READER, f"/subscriptions/{SUB}/resourceGroups/rg1")
+    below = f"/subscriptions/{SUB}/providers/Microsoft.ApiManagement/service"
+    assert authorize(narrow, "subscriptions.list", "/subscriptions")
+    assert authorize(narrow, "tenants.list", "/tenants")
+    assert authorize(narrow, "subscriptions.get", f"/subscriptions/{SUB}")
+    assert authorize(narrow, "services.list_by_subscription", below)
+    assert not authorize(narrow, "subscriptions.get", f"/subscriptions/{OTHER}")
+    assert not authorize(narrow, "services.list_by_subscription", below.replace(SUB, OTHER))
+    # Only the listed operations get the relaxed rule: the group's list above its scope stays refused.
+    assert not authorize(narrow, "services.list",
+                         f"/subscriptions/{SUB}/resourceGroups/rg2/providers/Microsoft.ApiManagement/service")
 
 
 @pytest.mark.parametrize(("scope", "path", "expected"), [
