@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tenant_access.domain.retention import DEFAULT_RETENTION, Retention
+
 ENV_PREFIX = "TENANT_ACCESS_"
 API_STYLES = ("seed", "azure")
 AUTH_MODES = ("strict", "emulator", "none")
@@ -72,6 +74,9 @@ class Settings:
                 "--auth emulator or none, off with strict"})
     seed: Path | None = field(default=None, metadata={
         "help": "YAML or JSON file of services to provision at start (idempotent)"})
+    audit_retention: str = field(default=DEFAULT_RETENTION, metadata={
+        "help": "how long audit records are kept, by kind: reads=90d,refusals=90d,changes=forever (the default); "
+                "kinds not named keep their default"})
 
     def __post_init__(self) -> None:
         if self.api_style not in API_STYLES:
@@ -84,6 +89,7 @@ class Settings:
             raise ValueError(f"metrics must be one of {', '.join(METRICS_ACCESS)}, not {self.metrics!r}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
+        Retention.parse(self.audit_retention)  # raises ValueError, naming what is wrong
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
 
@@ -92,6 +98,10 @@ class Settings:
         """Off by default where credentials are really checked: a reset erases the audit trail,
         which no owner can otherwise do, so a production server must opt in to it."""
         return self.auth != "strict" if self.emulator_controls is None else self.emulator_controls
+
+    @property
+    def retention(self) -> Retention:
+        return Retention.parse(self.audit_retention)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -24,7 +24,7 @@ def new_version_id() -> str:
     return ordered_id()
 
 
-def ordered_id() -> str:
+def ordered_id(at: _dt.datetime | None = None) -> str:
     """24 hex characters: the time in milliseconds (12), then 48 random bits (12).
 
     Unique like a random id, but a later id sorts after an earlier one, so a new row lands at the
@@ -32,7 +32,14 @@ def ordered_id() -> str:
     instead of one per row, and the write-ahead log and its checkpoints shrink accordingly. The
     time it shows is no secret: every record carries its creation time anyway.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+    millis = time.time_ns() // 1_000_000 if at is None else int(at.timestamp() * 1000)
+    return f"{millis:012x}{secrets.token_hex(6)}"
+
+
+def id_floor(at: _dt.datetime) -> str:
+    """The smallest :func:`ordered_id` of the millisecond ``at``: every id made before it sorts below,
+    so a time range becomes a range of the primary key (no index on time needed)."""
+    return f"{max(0, int(at.timestamp() * 1000)):012x}" + "0" * 12
 
 
 def new_etag() -> str:

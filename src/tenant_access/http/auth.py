@@ -62,9 +62,11 @@ class _VerifiedSignature:
 
 
 class Unauthenticated(AuthenticationFailed):
-    def __init__(self) -> None:
+    def __init__(self, reason: str = "") -> None:
         super().__init__(UNAUTHORIZED_MESSAGE, azure_code="AuthenticationFailed")
         self.headers["WWW-Authenticate"] = CHALLENGE
+        #: Why, for the audit record and the log (never the answer): our own fixed phrases.
+        self.reason = reason
 
 
 def forbidden(principal: Principal, operation: str) -> Forbidden:
@@ -124,7 +126,7 @@ class Authenticator:
             log.info("authentication failed from %s: %s", request.client, exc.reason)
             if self.on_failure is not None:
                 self.on_failure(request.headers.get("authorization"), exc.reason)
-            raise Unauthenticated() from None
+            raise Unauthenticated(exc.reason) from None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request %s: %s principal %s, role %s, scope %s", request.request_id, principal.kind.value,
                       principal.sub, principal.role.value, principal.scope)
@@ -175,16 +177,20 @@ class Authenticator:
         ref = ServiceRef(params["subscriptionId"], params["resourceGroupName"], params["serviceName"])
         # Cached: the store drops an entry as soon as it learns of a change (see Store.get_secrets_cached).
         secrets = await self.store.get_secrets_cached(ref, AccessName.ACCESS)
+        now = _dt.datetime.now(_dt.UTC)
         if secrets is None or not secrets.config.enabled:
+            # The checks that need no key first, as for a service that exists: a malformed or expired
+            # signature fails for the same reason whether or not the service is there.
+            sas.check_expiry(sas.parse_sas(value), now)
             raise InvalidCredential("sas: no enabled access configuration")
         config = secrets.config
-        now = _dt.datetime.now(_dt.UTC)
         remembered = self._signatures.get(value)
         if (remembered is not None and remembered.service == ref.key and remembered.uid == config.principal_id
                 and remembered.version_id in (config.primary_version_id, config.secondary_version_id)
                 and now < remembered.expiry):
             return remembered.principal
         token = sas.parse_sas(value)
+        sas.check_expiry(token, now)
         if token.uid != config.principal_id:
             raise InvalidCredential("sas: uid is not the configuration's principal id")
         version_id = sas.verify_sas(

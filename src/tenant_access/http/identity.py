@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-from tenant_access.domain.audit import Actor, event
+from tenant_access.domain.audit import Actor
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.responses import Response, json_response
 from tenant_access.http.routing import Route
@@ -92,11 +92,9 @@ def routes(app: App) -> list[Route]:
         if not valid or principal is None:
             app.auth.failures.record_failure(request.client)
             actor = Actor("unauthenticated", "-", "-", "-", request.request_id, request.client)
-            try:
-                await app.use_cases.record(event(actor, "identity.token", f"/{tenant[:64]}/oauth2/v2.0/token",
-                                                 outcome="denied", status=401))
-            except Exception:
-                log.warning("could not record a refused sign-in (request %s)", request.request_id)
+            # Summarised per address and minute, like every other refusal of nobody in particular.
+            await app.refusals.refused(actor, "identity.token", f"/{tenant[:64]}/oauth2/v2.0/token", 401, None,
+                                       detail="invalid client id or secret")
             return _oauth_error(401, "invalid_client", "The client id or secret is not valid.")
         audience = "https://management.azure.com/"
         for requested in form.get("scope", "").split():

@@ -127,6 +127,15 @@ def parse_sas(header_value: str) -> SasToken:
                     signature=_decode_signature(fields["sn"]), raw_ex=fields["ex"], form="long")
 
 
+def check_expiry(token: SasToken, now: _dt.datetime, *, leeway: _dt.timedelta = _dt.timedelta(0)) -> None:
+    """:class:`InvalidCredential` when ``token`` has expired: a check that needs no key, so callers
+    can make it before looking anything up (and fail alike whether or not the service exists)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if now - leeway >= token.expiry:  # not expiry + leeway: that overflows for year 9999
+        raise InvalidCredential("sas: expired")
+
+
 def verify_sas(
     token: SasToken,
     keys: Iterable[tuple[K, str | Secret[str]]],
@@ -142,10 +151,7 @@ def verify_sas(
     whether the primary or the secondary was used. Every key is compared, in constant time, even
     after a match, so timing does not reveal which slot matched or how many keys there are.
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    if now - leeway >= token.expiry:  # not expiry + leeway: that overflows for year 9999
-        raise InvalidCredential("sas: expired")
+    check_expiry(token, now, leeway=leeway)
     candidates = token.signed_strings()
     matched: list[K] = []
     for key_id, key in keys:

@@ -1,0 +1,156 @@
+"""Retention and export of the audit trail, straight from the store: what the server runs every
+few minutes and what ``tenant-access audit prune|export`` run on demand.
+
+Pruning deletes in batches of :data:`BATCH` records, each its own short transaction, with a pause
+between batches, so a prune of millions of records never holds the write lock for more than a few
+milliseconds at a time and rotations keep their latency. It never touches a kind whose retention
+is forever (by default: changes).
+
+Export writes JSON Lines: one record a line, the fields of :func:`record_json` in that order. Audit
+records hold no secrets (ids of key versions, never keys), so neither does an export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import IO, Any
+
+from tenant_access.domain.audit import AUDIT_KINDS, AuditEvent, AuditKind, AuditScan, kind_of
+from tenant_access.domain.retention import Retention
+from tenant_access.storage.base import Store
+
+log = logging.getLogger("tenant_access.audit")
+
+BATCH = 500
+#: The server's own prune: first this long after start, then at this interval.
+PRUNE_FIRST_SECONDS = 60.0
+PRUNE_EVERY_SECONDS = 600.0
+#: Between two batches of the server's prune, so requests' writes go first.
+PRUNE_PAUSE_SECONDS = 0.02
+
+
+def record_json(record: AuditEvent) -> dict[str, Any]:
+    """The stable export form of one record (SIEMs key on these names; add, never rename)."""
+    service = record.service
+    return {
+        "id": record.id,
+        "time": record.at.astimezone(_dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "kind": kind_of(record),
+        "operation": record.operation,
+        "outcome": record.outcome,
+        "status": record.status,
+        "count": record.count,
+        "principal": record.principal,
+        "role": record.role,
+        "scope": record.scope,
+        "client": record.client,
+        "request_id": record.request_id,
+        "target": record.target,
+        "subscription_id": service.subscription_id if service else None,
+        "resource_group": service.resource_group if service else None,
+        "service_name": service.name if service else None,
+        "old_version_id": record.old_version_id,
+        "new_version_id": record.new_version_id,
+        "detail": record.detail,
+    }
+
+
+def write_lines(records: list[AuditEvent], out: IO[str]) -> None:
+    for record in records:
+        out.write(json.dumps(record_json(record), ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+async def export(store: Store, scan: AuditScan, out: IO[str]) -> int:
+    """Every record of ``scan`` to ``out``, page by page; answers how many."""
+    written = 0
+    after = scan.after
+    while True:
+        page = await store.scan_audit(AuditScan(scan.kinds, scan.since, scan.until, after, scan.limit))
+        write_lines(page, out)
+        written += len(page)
+        if len(page) < scan.limit:
+            return written
+        after = page[-1].id
+
+
+def due(retention: Retention, now: _dt.datetime) -> dict[AuditKind, _dt.datetime]:
+    """For each kind with a finite retention, the time before which its records go."""
+    return retention.cutoffs(now)
+
+
+async def count_due(store: Store, retention: Retention, now: _dt.datetime) -> dict[AuditKind, int]:
+    """What a prune would remove now, by kind (a dry run)."""
+    return {kind: await store.count_audit(AuditScan((kind,), until=before))
+            for kind, before in due(retention, now).items()}
+
+
+async def prune(store: Store, retention: Retention, now: _dt.datetime, *, export_to: IO[str] | None = None,
+                pause: float = 0.0, progress: Callable[[AuditKind, int], None] | None = None) -> dict[AuditKind, int]:
+    """Remove what ``retention`` no longer keeps, batch by batch; answers how many went, by kind.
+
+    With ``export_to``, each batch is written there (and flushed to disk) before it is deleted, so
+    an interrupted prune never loses a record it did not export (it may export one twice)."""
+    removed: dict[AuditKind, int] = {}
+    for kind, before in due(retention, now).items():
+        removed[kind] = 0
+        while True:
+            if export_to is None:
+                gone = await store.prune_audit(kind, before, BATCH)
+                full = gone == BATCH
+            else:
+                page = await store.scan_audit(AuditScan((kind,), until=before, limit=BATCH))
+                write_lines(page, export_to)
+                export_to.flush()
+                with contextlib.suppress(OSError, ValueError):  # not a file (a pipe, a test's buffer)
+                    os.fsync(export_to.fileno())
+                gone = await store.delete_audit([r.id for r in page])
+                full = len(page) == BATCH
+            removed[kind] += gone
+            if progress is not None and gone:
+                progress(kind, removed[kind])
+            if not full:
+                break
+            if pause:
+                await asyncio.sleep(pause)
+    return removed
+
+
+class RetentionTask:
+    """The server's periodic prune (``--audit-retention``). Skips nothing when all kinds are forever:
+    then it is never started."""
+
+    def __init__(self, store: Store, retention: Retention, *, first: float = PRUNE_FIRST_SECONDS,
+                 every: float = PRUNE_EVERY_SECONDS) -> None:
+        self.store = store
+        self.retention = retention
+        self.first = first
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and any(self.retention.keep(kind) is not None for kind in AUDIT_KINDS):
+            self._task = asyncio.create_task(self._run(), name="tenant-access-audit-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self.first)
+        while True:
+            try:
+                removed = await prune(self.store, self.retention, _dt.datetime.now(_dt.UTC), pause=PRUNE_PAUSE_SECONDS)
+                if any(removed.values()):
+                    log.info("audit retention removed %s", ", ".join(f"{n} {k}" for k, n in removed.items() if n))
+            except Exception as exc:  # the next round tries again; a failed prune must not stop the server
+                log.warning("audit retention failed: %s", type(exc).__name__)
+            await asyncio.sleep(self.every)

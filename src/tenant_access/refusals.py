@@ -1,0 +1,182 @@
+"""Summaries of refused requests: one audit record per client address and minute, with a count.
+
+A refusal that names nobody (no credential, a bad one, an address throttled for failing, a caller
+over its rate limit) is worth recording, once: who tried, from where, at what, how often. One row
+per request is not: 50,000 such requests added 60 MB to a database and buried an owner's rotations
+under them. So the first refusal of a minute from an address is written at once (the owner sees it
+straight away) and later ones of that minute only add to its count, in memory, flushed to the store
+every :data:`FLUSH_SECONDS` and at shutdown. A process that crashes loses at most the counts of the
+last :data:`FLUSH_SECONDS` (never a record: every summary's first refusal is committed before the
+401 is sent).
+
+What is bounded, and by what:
+
+* Records per minute: at most :data:`MAX_WINDOWS` (address, principal) windows, each filing under at
+  most :data:`SERVICES_PER_WINDOW` services plus "no service", for each status (401, 429). Addresses
+  beyond :data:`MAX_WINDOWS` in one minute share one summary whose client and principal are ``*``.
+* A summary is filed under the service the path names only if that service exists (checked once
+  per window and service); refusals aimed at services that do not exist are filed under none, so
+  nobody can create records under a name they choose, and their owners-to-be never inherit them.
+
+Refusals by a known principal that are not throttling (403: the role or scope does not allow it)
+stay individual records, as every read and change is: they name who tried, and are as rare as the
+mistakes of one's own callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tenant_access.domain.audit import Actor, event
+from tenant_access.domain.models import ServiceRef
+from tenant_access.storage.base import Store
+
+log = logging.getLogger("tenant_access.audit")
+
+WINDOW_SECONDS = 60
+FLUSH_SECONDS = 10.0
+MAX_WINDOWS = 4096
+SERVICES_PER_WINDOW = 4
+OVERFLOW = ("*", "*")
+#: Unwritten counts kept while the store cannot take them; beyond this, the oldest are dropped.
+MAX_CARRIED = 100_000
+Clock = Callable[[], float]
+ServiceKey = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One summary record: its id once written, and what was counted since the last flush."""
+
+    record_id: str
+    written: bool = False
+    pending: int = 0
+
+
+@dataclass(slots=True)
+class _Window:
+    """One (address, principal) in one minute: where its refusals are filed, and their summaries."""
+
+    services: dict[ServiceKey, ServiceRef | None] = field(default_factory=dict)
+    slots: dict[tuple[int, ServiceKey | None], _Slot] = field(default_factory=dict)
+
+
+class RefusalSummaries:
+    """Counts refused requests into per-minute summary records (see the module's docstring)."""
+
+    def __init__(self, store: Store, *, clock: Clock = time.time,
+                 exists: Callable[[ServiceRef], Awaitable[bool]] | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._exists = exists or self._service_exists
+        self._minute = -1
+        self._windows: dict[tuple[str, str], _Window] = {}
+        #: Counts of the summaries of minutes gone by, not yet flushed.
+        self._carried: list[tuple[str, int]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _service_exists(self, ref: ServiceRef) -> bool:
+        return await self._store.get_service(ref) is not None
+
+    async def refused(self, actor: Actor, operation: str, target: str, status: int,
+                      service: ServiceRef | None, detail: str | None = None) -> None:
+        """Count one refused request; writes a record only when it opens a summary. A failure to
+        write is logged, never raised: it must not turn a 401 into a 500."""
+        minute = int(self._clock() // WINDOW_SECONDS)
+        if minute != self._minute:
+            self._roll(minute)
+        key = (actor.client, actor.principal)
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= MAX_WINDOWS:
+                key = OVERFLOW
+                actor = Actor("*", "-", "-", actor.kind, actor.request_id, "*")
+                detail = "refusals from more addresses than one minute's summaries hold"
+                window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = _Window()
+        filed = await self._filed_under(window, service)
+        slot_key = (status, filed.key if filed is not None else None)
+        slot = window.slots.get(slot_key)
+        if slot is not None:
+            slot.pending += 1
+            return
+        record = event(actor, operation, target, outcome="denied", status=status, service=filed, detail=detail)
+        slot = window.slots[slot_key] = _Slot(record.id)
+        try:
+            await self._store.record(record, durable=False)
+        except Exception:
+            log.warning("could not record a refused request (request %s)", actor.request_id)
+            if window.slots.get(slot_key) is slot:
+                del window.slots[slot_key]  # the next refusal tries again; what this one counted is lost
+            return
+        slot.written = True
+
+    async def _filed_under(self, window: _Window, service: ServiceRef | None) -> ServiceRef | None:
+        if service is None:
+            return None
+        if service.key in window.services:
+            return window.services[service.key]
+        if len(window.services) >= SERVICES_PER_WINDOW:
+            return None
+        try:
+            found = service if await self._exists(service) else None
+        except Exception:
+            found = None
+        window.services.setdefault(service.key, found)
+        return window.services[service.key]
+
+    def _roll(self, minute: int) -> None:
+        """A new minute: the summaries of the last one are closed, their counts kept for the flush."""
+        for window in self._windows.values():
+            for slot in window.slots.values():
+                if slot.written and slot.pending:
+                    self._carried.append((slot.record_id, slot.pending))
+        self._windows = {}
+        self._minute = minute
+
+    def _take_counts(self) -> list[tuple[str, int]]:
+        counts, self._carried = self._carried, []
+        for window in self._windows.values():
+            for slot in window.slots.values():
+                if slot.written and slot.pending:
+                    counts.append((slot.record_id, slot.pending))
+                    slot.pending = 0
+        return counts
+
+    async def flush(self) -> None:
+        """Write what was counted since the last flush: one transaction, one statement per summary."""
+        minute = int(self._clock() // WINDOW_SECONDS)
+        if minute != self._minute:
+            self._roll(minute)
+        counts = self._take_counts()
+        if not counts:
+            return
+        try:
+            await self._store.add_audit_counts(counts)
+        except Exception:
+            log.warning("could not write the counts of %d refusal summaries; will retry", len(counts))
+            self._carried = (counts + self._carried)[-MAX_CARRIED:]  # bounded while the store is down
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="tenant-access-refusal-summaries")
+
+    async def stop(self) -> None:
+        """Stop the periodic flush and write the last counts (before the store closes)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
