@@ -266,3 +266,48 @@ def test_only_errors_raised_in_the_store_count_as_database_errors() -> None:
     samples = scrape(metrics.exposition().decode())
     assert value(samples, "tenant_access_database_errors_total", kind="unavailable") == 1
     assert value(samples, "tenant_access_database_errors_total", kind="failed") == 1
+
+
+# -- no existence oracle -------------------------------------------------------------------------
+
+
+def test_a_refused_sas_says_nothing_about_the_service_in_its_labels(tmp_path: Path) -> None:
+    """A SAS for a service that does not exist, one with a bad signature, one with another principal
+    id and one for a service whose access is disabled all get the same 401; the metrics a loopback
+    scraper reads must not tell them apart either (they once said sas_not_usable / bad_signature)."""
+    import datetime as dt
+
+    from tenant_access.security.sas import make_sas
+
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        enabled, disabled = service_path("oracle-enabled"), service_path("oracle-disabled")
+        with httpx.Client(base_url=server.url, headers=server.auth()) as http:
+            for path in (enabled, disabled):
+                assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
+            assert http.patch(f"{enabled}/tenant/access?{API}", json={"properties": {"enabled": True}},
+                              headers={"If-Match": "*"}).status_code == 200
+            uid = http.get(f"{enabled}/tenant/access?{API}").json()["data"]["principal_id"]
+        expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        wrong_key = make_sas(uid, "not-the-key-" + "x" * 40, expiry)
+        probes = {
+            "missing service": (service_path("oracle-missing"), wrong_key),
+            "bad signature": (enabled, wrong_key),
+            "other principal id": (enabled, make_sas("someone-else", "k" * 40, expiry)),
+            "access disabled": (disabled, wrong_key),
+        }
+        changes = {}
+        with httpx.Client(base_url=server.url) as anon:
+            for name, (path, header) in probes.items():
+                before = scrape(anon.get("/metrics").text)
+                assert anon.get(f"{path}/tenant/access?{API}", headers={"Authorization": header}).status_code == 401
+                after = scrape(anon.get("/metrics").text)
+                changes[name] = {key: after[key] - before.get(key, 0.0) for key in after
+                                 if key[0].startswith(("tenant_access_authentication_failures",
+                                                       "tenant_access_requests_total"))
+                                 and after[key] != before.get(key, 0.0)}
+    finally:
+        server.stop()
+    first = changes["missing service"]
+    assert first, "the refusal was counted"
+    assert all(change == first for change in changes.values()), changes
