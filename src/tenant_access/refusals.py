@@ -163,6 +163,11 @@ class RefusalSummaries:
             log.warning("could not write the counts of %d refusal summaries; will retry", len(counts))
             self._carried = (counts + self._carried)[-MAX_CARRIED:]  # bounded while the store is down
 
+    def forget(self) -> None:
+        """Drop every open summary and unwritten count (after the store's records were deleted)."""
+        self._windows = {}
+        self._carried = []
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="tenant-access-refusal-summaries")
