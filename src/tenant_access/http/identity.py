@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -25,7 +24,6 @@ from tenant_access.http.routing import Route
 if TYPE_CHECKING:
     from tenant_access.http.app import App
 
-log = logging.getLogger("tenant_access.identity")
 
 TOKEN_LIFETIME = 3600
 #: A GUID, a domain name, "common", "adfs"...: it starts with a letter or digit (so "." and "..",
