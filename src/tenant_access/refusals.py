@@ -11,9 +11,10 @@ last :data:`FLUSH_SECONDS` (never a record: every summary's first refusal is com
 
 What is bounded, and by what:
 
-* Records per minute: at most :data:`MAX_WINDOWS` (address, principal) windows, each filing under at
-  most :data:`SERVICES_PER_WINDOW` services plus "no service", for each status (401, 429). Addresses
-  beyond :data:`MAX_WINDOWS` in one minute share one summary whose client and principal are ``*``.
+* Records per minute, whatever the spread of addresses, names and statuses: at most
+  :data:`MAX_SUMMARIES`, plus one per status for everything beyond, whose client and principal are
+  ``*``. One (address, principal) files under at most :data:`SERVICES_PER_WINDOW` services plus
+  "no service" a minute, for each status (401, 429).
 * A summary is filed under the service the path names only if that service exists (checked once
   per window and service); refusals aimed at services that do not exist are filed under none, so
   nobody can create records under a name they choose, and their owners-to-be never inherit them.
@@ -32,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from tenant_access.domain.audit import Actor, event
+from tenant_access.domain.audit import Actor, AuditEvent, event
 from tenant_access.domain.models import ServiceRef
 from tenant_access.storage.base import Store
 
@@ -40,7 +41,8 @@ log = logging.getLogger("tenant_access.audit")
 
 WINDOW_SECONDS = 60
 FLUSH_SECONDS = 10.0
-MAX_WINDOWS = 4096
+#: Summary records one minute may open (about 250 bytes each) before the rest share the overflow's.
+MAX_SUMMARIES = 2000
 SERVICES_PER_WINDOW = 4
 OVERFLOW = ("*", "*")
 #: Unwritten counts kept while the store cannot take them; beyond this, the oldest are dropped.
@@ -76,6 +78,8 @@ class RefusalSummaries:
         self._exists = exists or self._service_exists
         self._minute = -1
         self._windows: dict[tuple[str, str], _Window] = {}
+        #: Summary records opened this minute (the overflow's included).
+        self._open = 0
         #: Counts of the summaries of minutes gone by, not yet flushed.
         self._carried: list[tuple[str, int]] = []
         self._task: asyncio.Task[None] | None = None
@@ -92,32 +96,50 @@ class RefusalSummaries:
             self._roll(minute)
         key = (actor.client, actor.principal)
         window = self._windows.get(key)
-        if window is None:
-            if len(self._windows) >= MAX_WINDOWS:
-                key = OVERFLOW
-                actor = Actor("*", "-", "-", actor.kind, actor.request_id, "*")
-                detail = "refusals from more addresses than one minute's summaries hold"
-                window = self._windows.get(key)
-            if window is None:
-                window = self._windows[key] = _Window()
-        filed = await self._filed_under(window, service)
+        if window is None and self._open < MAX_SUMMARIES:
+            window = self._windows[key] = _Window()
+        filed = await self._filed_under(window, service) if window is not None else None
         slot_key = (status, filed.key if filed is not None else None)
-        slot = window.slots.get(slot_key)
+        slot = window.slots.get(slot_key) if window is not None else None
+        if slot is not None:
+            slot.pending += 1
+        elif window is None or self._open >= MAX_SUMMARIES:
+            await self._overflow(actor, operation, target, status)
+        else:
+            await self._open_summary(window, slot_key, event(actor, operation, target, outcome="denied",
+                                                             status=status, service=filed, detail=detail))
+
+    async def _overflow(self, actor: Actor, operation: str, target: str, status: int) -> None:
+        """This minute's summaries are all taken: whatever is new shares one per status, with no
+        address or service of its own."""
+        window = self._windows.setdefault(OVERFLOW, _Window())
+        slot = window.slots.get((status, None))
         if slot is not None:
             slot.pending += 1
             return
-        record = event(actor, operation, target, outcome="denied", status=status, service=filed, detail=detail)
+        anyone = Actor("*", "-", "-", "-", actor.request_id, "*")
+        await self._open_summary(window, (status, None), event(
+            anyone, operation, target, outcome="denied", status=status,
+            detail=f"refusals beyond the {MAX_SUMMARIES} summaries of a minute, from any address"))
+
+    async def _open_summary(self, window: _Window, slot_key: tuple[int, ServiceKey | None],
+                            record: AuditEvent) -> None:
+        """Write the first refusal of a summary, at once: the owner sees it while it is going on."""
         slot = window.slots[slot_key] = _Slot(record.id)
+        self._open += 1
         try:
             await self._store.record(record, durable=False)
         except Exception:
-            log.warning("could not record a refused request (request %s)", actor.request_id)
+            log.warning("could not record a refused request (request %s)", record.request_id)
             if window.slots.get(slot_key) is slot:
                 del window.slots[slot_key]  # the next refusal tries again; what this one counted is lost
+                self._open -= 1
             return
         slot.written = True
 
     async def _filed_under(self, window: _Window, service: ServiceRef | None) -> ServiceRef | None:
+        """The service to file under: the one the path names if it exists (looked up once per window
+        and name, for at most SERVICES_PER_WINDOW names), else none."""
         if service is None:
             return None
         if service.key in window.services:
@@ -138,6 +160,7 @@ class RefusalSummaries:
                 if slot.written and slot.pending:
                     self._carried.append((slot.record_id, slot.pending))
         self._windows = {}
+        self._open = 0
         self._minute = minute
 
     def _take_counts(self) -> list[tuple[str, int]]:
@@ -166,6 +189,7 @@ class RefusalSummaries:
     def forget(self) -> None:
         """Drop every open summary and unwritten count (after the store's records were deleted)."""
         self._windows = {}
+        self._open = 0
         self._carried = []
 
     def start(self) -> None:

@@ -198,3 +198,26 @@ def test_summary_counts_add_up_and_the_listing_filters_by_kind(run: Callable[[Sc
             ["services.create_or_update"]
 
     run(scenario)
+
+
+def test_the_servers_periodic_prune_removes_what_is_due_and_stops(run: Callable[[Scenario], None]) -> None:
+    async def scenario(store: Store, app: TenantAccess) -> None:
+        assert audit_trail.RetentionTask(store, Retention(None, None, None))._task is None
+        never = audit_trail.RetentionTask(store, Retention(None, None, None), first=0)
+        never.start()
+        assert never._task is None, "nothing to prune: no task at all"
+        made = await _mixed(store)
+        task = audit_trail.RetentionTask(store, Retention(), first=0, every=0.05)
+        task.start()
+        try:
+            for _ in range(200):
+                if made["reads"][0].id not in await _ids(store):
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await task.stop()
+        left = await _ids(store)
+        assert made["reads"][0].id not in left and made["refusals"][0].id not in left
+        assert all(r.id in left for r in made["changes"])
+
+    run(scenario)

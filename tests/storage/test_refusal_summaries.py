@@ -97,7 +97,7 @@ def test_each_minute_address_service_and_status_has_its_own_summary(tmp_path: Pa
 def test_a_flood_of_names_and_addresses_writes_a_bounded_number_of_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(refusals, "MAX_WINDOWS", 20)
+    monkeypatch.setattr(refusals, "MAX_SUMMARIES", 20)
     checked: list[ServiceRef] = []
 
     async def scenario(store: SqliteStore, summaries: RefusalSummaries, clock: Clock) -> None:
@@ -117,10 +117,29 @@ def test_a_flood_of_names_and_addresses_writes_a_bounded_number_of_records(
         await summaries.flush()
         records = await _refusals(store)
         assert len(records) == 21  # 20 addresses, then one summary for all the others
+        assert all(r.service is None for r in records)
         assert sum(r.count for r in records) == sent
         overflow = [r for r in records if r.client == "*"]
         assert len(overflow) == 1 and overflow[0].count == sent - 20 * 10
         # Existence is checked at most SERVICES_PER_WINDOW times per window, not per request.
         assert len(checked) <= 21 * refusals.SERVICES_PER_WINDOW
+
+    _run(tmp_path, scenario)
+
+
+def test_one_address_that_wants_more_summaries_than_are_left_shares_the_overflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(refusals, "MAX_SUMMARIES", 2)
+
+    async def scenario(store: SqliteStore, summaries: RefusalSummaries, clock: Clock) -> None:
+        for status, service in ((401, REF), (401, None), (429, REF), (429, None), (401, REF), (429, REF)):
+            await summaries.refused(_who("10.0.0.1"), "access.get", "/x", status, service)
+        await summaries.flush()
+        found = sorted((r.client, r.status, r.count, r.service is not None) for r in await _refusals(store))
+        assert found == [("*", 429, 3, False), ("10.0.0.1", 401, 1, False), ("10.0.0.1", 401, 2, True)]
+        clock.now += 60  # a new minute: summaries of its own again
+        await summaries.refused(_who("10.0.0.1"), "access.get", "/x", 429, REF)
+        assert ("10.0.0.1", 429) in {(r.client, r.status) for r in await _refusals(store)}
 
     _run(tmp_path, scenario)
