@@ -1,8 +1,9 @@
 """Retention and export of the audit trail, straight from the store: what the server runs every
 few minutes and what ``tenant-access audit prune|export`` run on demand.
 
-Pruning deletes in batches of :data:`BATCH` records, each its own short transaction, with a pause
-between batches, so a prune of millions of records never holds the write lock for more than a few
+Pruning reads a batch of :data:`BATCH` due records (by primary key range: record ids begin with
+their time), then deletes them by id, each batch its own short transaction, with a pause between
+batches, so a prune of millions of records never holds the write lock for more than a few
 milliseconds at a time and rotations keep their latency. It never touches a kind whose retention
 is forever (by default: changes).
 
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
-from tenant_access.domain.audit import AUDIT_KINDS, AuditEvent, AuditKind, AuditScan, kind_of
+from tenant_access.domain.audit import AUDIT_KINDS, ID_BANDS, AuditEvent, AuditKind, AuditScan, kind_of
 from tenant_access.domain.retention import Retention
 from tenant_access.storage.base import Store
 
@@ -67,16 +69,18 @@ def write_lines(records: list[AuditEvent], out: IO[str]) -> None:
 
 
 async def export(store: Store, scan: AuditScan, out: IO[str]) -> int:
-    """Every record of ``scan`` to ``out``, page by page; answers how many."""
+    """Every record of ``scan`` to ``out``, page by page, oldest first; answers how many."""
     written = 0
-    after = scan.after
-    while True:
-        page = await store.scan_audit(AuditScan(scan.kinds, scan.since, scan.until, after, scan.limit))
-        write_lines(page, out)
-        written += len(page)
-        if len(page) < scan.limit:
-            return written
-        after = page[-1].id
+    for band in ID_BANDS:  # records with random ids (builds before 2026-11-27) come last
+        after = scan.after
+        while True:
+            page = await store.scan_audit(AuditScan(scan.kinds, scan.since, scan.until, after, scan.limit, band))
+            write_lines(page, out)
+            written += len(page)
+            if len(page) < scan.limit:
+                break
+            after = page[-1].id
+    return written
 
 
 def due(retention: Retention, now: _dt.datetime) -> dict[AuditKind, _dt.datetime]:
@@ -84,40 +88,51 @@ def due(retention: Retention, now: _dt.datetime) -> dict[AuditKind, _dt.datetime
     return retention.cutoffs(now)
 
 
+def _scans(kind: AuditKind, before: _dt.datetime, since: _dt.datetime | None = None) -> list[AuditScan]:
+    """What retention removes of one kind: records before ``before`` (and from ``since``, where an
+    earlier prune already removed everything older), in each band of ids: those that begin with
+    their time, then those made at random by builds before 2026-11-27."""
+    return [AuditScan((kind,), since=since, until=before, limit=BATCH, band=band) for band in ID_BANDS]
+
+
 async def count_due(store: Store, retention: Retention, now: _dt.datetime) -> dict[AuditKind, int]:
     """What a prune would remove now, by kind (a dry run)."""
-    return {kind: await store.count_audit(AuditScan((kind,), until=before))
+    return {kind: sum([await store.count_audit(scan) for scan in _scans(kind, before)])
             for kind, before in due(retention, now).items()}
 
 
 async def prune(store: Store, retention: Retention, now: _dt.datetime, *, export_to: IO[str] | None = None,
-                pause: float = 0.0, progress: Callable[[AuditKind, int], None] | None = None) -> dict[AuditKind, int]:
+                pause: float = 0.0, since: Mapping[AuditKind, _dt.datetime] | None = None,
+                progress: Callable[[AuditKind, int], None] | None = None) -> dict[AuditKind, int]:
     """Remove what ``retention`` no longer keeps, batch by batch; answers how many went, by kind.
 
+    Each batch is read (a page of the scan, continuing where the last one ended, so records that
+    are kept are read once per prune, not once per batch), then deleted by id in a transaction of
+    its own. ``since``: by kind, a time before which an earlier prune left nothing to remove.
     With ``export_to``, each batch is written there (and flushed to disk) before it is deleted, so
     an interrupted prune never loses a record it did not export (it may export one twice)."""
     removed: dict[AuditKind, int] = {}
     for kind, before in due(retention, now).items():
         removed[kind] = 0
-        while True:
-            if export_to is None:
-                gone = await store.prune_audit(kind, before, BATCH)
-                full = gone == BATCH
-            else:
-                page = await store.scan_audit(AuditScan((kind,), until=before, limit=BATCH))
-                write_lines(page, export_to)
-                export_to.flush()
-                with contextlib.suppress(OSError, ValueError):  # not a file (a pipe, a test's buffer)
-                    os.fsync(export_to.fileno())
-                gone = await store.delete_audit([r.id for r in page])
-                full = len(page) == BATCH
-            removed[kind] += gone
-            if progress is not None and gone:
-                progress(kind, removed[kind])
-            if not full:
-                break
-            if pause:
-                await asyncio.sleep(pause)
+        for first in _scans(kind, before, (since or {}).get(kind)):
+            scan = first
+            while True:
+                page = await store.scan_audit(scan)
+                if not page:
+                    break
+                if export_to is not None:
+                    write_lines(page, export_to)
+                    export_to.flush()
+                    with contextlib.suppress(OSError, ValueError):  # not a file (a pipe, a test's buffer)
+                        os.fsync(export_to.fileno())
+                removed[kind] += await store.delete_audit([r.id for r in page])
+                if progress is not None:
+                    progress(kind, removed[kind])
+                if len(page) < scan.limit:
+                    break
+                scan = dataclasses.replace(scan, after=page[-1].id)
+                if pause:
+                    await asyncio.sleep(pause)
     return removed
 
 
@@ -132,6 +147,9 @@ class RetentionTask:
         self.first = first
         self.every = every
         self._task: asyncio.Task[None] | None = None
+        #: By kind, the cut-off of the last complete prune: nothing older is left, so the next one
+        #: reads only what aged since (a table of changes kept forever is not read every time).
+        self._swept: dict[AuditKind, _dt.datetime] = {}
 
     def start(self) -> None:
         if self._task is None and any(self.retention.keep(kind) is not None for kind in AUDIT_KINDS):
@@ -148,7 +166,9 @@ class RetentionTask:
         await asyncio.sleep(self.first)
         while True:
             try:
-                removed = await prune(self.store, self.retention, _dt.datetime.now(_dt.UTC), pause=PRUNE_PAUSE_SECONDS)
+                now = _dt.datetime.now(_dt.UTC)
+                removed = await prune(self.store, self.retention, now, pause=PRUNE_PAUSE_SECONDS, since=self._swept)
+                self._swept = due(self.retention, now)
                 if any(removed.values()):
                     log.info("audit retention removed %s", ", ".join(f"{n} {k}" for k, n in removed.items() if n))
             except Exception as exc:  # the next round tries again; a failed prune must not stop the server

@@ -7,6 +7,7 @@ with timestamps in the past; nothing reaches into the tables.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as _dt
 import io
 import json
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tenant_access import audit_trail
-from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, AuditScan, event
+from tenant_access.domain.audit import ID_BANDS, Actor, AuditEvent, AuditQuery, AuditScan, event
 from tenant_access.domain.models import AccessName, KeySlot, ServiceRef, ServiceSpec
 from tenant_access.domain.retention import Retention
 from tenant_access.security.encryption import Keyring, MasterKey
@@ -95,7 +96,9 @@ async def _mixed(store: Store) -> dict[str, list[AuditEvent]]:
 
 
 async def _ids(store: Store, **scan: object) -> list[str]:
-    return [r.id for r in await store.scan_audit(AuditScan(limit=100_000, **scan))]  # type: ignore[arg-type]
+    """Ids of the scan's records, in every band of ids."""
+    return [r.id for band in ID_BANDS
+            for r in await store.scan_audit(AuditScan(limit=100_000, band=band, **scan))]  # type: ignore[arg-type]
 
 
 def test_prune_removes_old_reads_and_refusals_and_keeps_every_change(run: Callable[[Scenario], None]) -> None:
@@ -219,5 +222,30 @@ def test_the_servers_periodic_prune_removes_what_is_due_and_stops(run: Callable[
         left = await _ids(store)
         assert made["reads"][0].id not in left and made["refusals"][0].id not in left
         assert all(r.id in left for r in made["changes"])
+
+    run(scenario)
+
+
+def test_records_with_random_ids_from_before_time_ordered_ids_are_pruned_and_exported_once(
+    run: Callable[[Scenario], None],
+) -> None:
+    async def scenario(store: Store, app: TenantAccess) -> None:
+        # Builds before 2026-11-27 made audit ids at random: they sort anywhere, mostly above every
+        # time-ordered id. Retention and export find them by their time all the same.
+        legacy = [dataclasses.replace(event(ACTOR, "access.list_secrets", TARGET, service=REF, at=NOW - days * DAY),
+                                      id=prefix + secrets.token_hex(11))
+                  for prefix, days in (("ff", 200), ("7c", 200), ("00", 200), ("ab", 1))]
+        for record in legacy:
+            await store.record(record)
+        modern = await _old(store, 200, "access.list_secrets")
+        out = io.StringIO()
+        # Six: the four, the modern one and the service's creation.
+        assert await audit_trail.export(store, AuditScan(since=NOW - 1000 * DAY), out) == 6
+        exported = [json.loads(line)["id"] for line in out.getvalue().splitlines()]
+        assert len(exported) == len(set(exported)) and {r.id for r in legacy} <= set(exported)
+        assert await audit_trail.count_due(store, Retention(), NOW) == {"reads": 4, "refusals": 0}
+        assert await audit_trail.prune(store, Retention(), NOW) == {"reads": 4, "refusals": 0}
+        left = set(await _ids(store))
+        assert legacy[3].id in left and modern.id not in left and not {r.id for r in legacy[:3]} & left
 
     run(scenario)

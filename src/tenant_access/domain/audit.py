@@ -55,6 +55,8 @@ class AuditEvent:
 
 AuditKind = Literal["changes", "reads", "refusals"]
 AUDIT_KINDS: tuple[AuditKind, ...] = ("changes", "reads", "refusals")
+IdBand = Literal["time", "below", "above"]
+ID_BANDS: tuple[IdBand, ...] = ("time", "below", "above")
 READ_OPERATION = "access.list_secrets"
 
 
@@ -122,3 +124,7 @@ class AuditScan:
     until: _dt.datetime | None = None
     after: str | None = None
     limit: int = 500
+    #: Which ids: ``time``, those that begin with their record's time (every id made since
+    #: 2026-11-27), selected by primary key range; ``below`` and ``above`` that band, where builds
+    #: before then put the ids they made at random, selected by time alone. See ``storage/sql.py``.
+    band: IdBand = "time"

@@ -7,12 +7,11 @@ decisions of its own.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from tenant_access.domain.audit import AuditEvent, AuditKind, AuditQuery, AuditScan
+from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
 from tenant_access.domain.principals import ServicePrincipal
@@ -83,11 +82,6 @@ class Store(Protocol):
 
     async def count_audit(self, scan: AuditScan) -> int:
         """How many records the whole scan would yield (``after`` and ``limit`` ignored)."""
-        ...
-
-    async def prune_audit(self, kind: AuditKind, before: _dt.datetime, limit: int) -> int:
-        """Delete at most ``limit`` of the oldest records of ``kind`` made before ``before``, in one
-        short transaction; answers how many went. Callers loop until it answers less than ``limit``."""
         ...
 
     async def delete_audit(self, ids: Sequence[str]) -> int:

@@ -37,7 +37,7 @@ from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from tenant_access.domain.audit import AuditEvent, AuditKind, AuditQuery, AuditScan
+from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import (
@@ -75,7 +75,6 @@ from tenant_access.storage.sql import (
     count_sql,
     delete_sql,
     parse_ts,
-    prune_sql,
     pyformat,
     reencrypted,
     scan_sql,
@@ -582,10 +581,6 @@ class PostgresStore:
         sql, args = count_sql(scan)
         row = await self._read(lambda c: self._one(c, sql, args))
         return int(row[0]) if row else 0
-
-    async def prune_audit(self, kind: AuditKind, before: _dt.datetime, limit: int) -> int:
-        sql, args = prune_sql(kind, before, limit)
-        return await self._write(lambda conn: self._deleting(conn, sql, args))
 
     async def delete_audit(self, ids: Sequence[str]) -> int:
         if not ids:

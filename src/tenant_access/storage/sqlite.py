@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenant_access.domain.audit import AuditEvent, AuditKind, AuditQuery, AuditScan
+from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import (
@@ -64,7 +64,6 @@ from tenant_access.storage.sql import (
     count_sql,
     delete_sql,
     parse_ts,
-    prune_sql,
     reencrypted,
     scan_sql,
     ts,
@@ -468,13 +467,6 @@ class SqliteStore:
         sql, args = count_sql(scan)
         row = self._read(lambda c: c.execute(sql, args).fetchone())
         return int(row[0])
-
-    async def prune_audit(self, kind: AuditKind, before: _dt.datetime, limit: int) -> int:
-        # Not flushed: a deletion lost to a power cut is simply done again by the next prune.
-        sql, args = prune_sql(kind, before, limit)
-        deleted: int = await self._write(lambda conn: conn.execute(sql, args).rowcount, durable=False,
-                                         one_statement=True)
-        return deleted
 
     async def delete_audit(self, ids: Sequence[str]) -> int:
         if not ids:
