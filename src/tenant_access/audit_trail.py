@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from tenant_access.domain.audit import AUDIT_KINDS, ID_BANDS, AuditEvent, AuditKind, AuditScan, kind_of
 from tenant_access.domain.retention import Retention
+from tenant_access.periodic import Periodic
 from tenant_access.storage.base import Store
 
 log = logging.getLogger("tenant_access.audit")
@@ -137,40 +138,28 @@ async def prune(store: Store, retention: Retention, now: _dt.datetime, *, export
 
 
 class RetentionTask:
-    """The server's periodic prune (``--audit-retention``). Skips nothing when all kinds are forever:
-    then it is never started."""
+    """The server's periodic prune (``--audit-retention``); not started at all when every kind is
+    kept forever."""
 
     def __init__(self, store: Store, retention: Retention, *, first: float = PRUNE_FIRST_SECONDS,
                  every: float = PRUNE_EVERY_SECONDS) -> None:
         self.store = store
         self.retention = retention
-        self.first = first
-        self.every = every
-        self._task: asyncio.Task[None] | None = None
+        self.periodic = Periodic("audit retention", self.prune_once, every, first)
         #: By kind, the cut-off of the last complete prune: nothing older is left, so the next one
         #: reads only what aged since (a table of changes kept forever is not read every time).
         self._swept: dict[AuditKind, _dt.datetime] = {}
 
     def start(self) -> None:
-        if self._task is None and any(self.retention.keep(kind) is not None for kind in AUDIT_KINDS):
-            self._task = asyncio.create_task(self._run(), name="tenant-access-audit-retention")
+        if any(self.retention.keep(kind) is not None for kind in AUDIT_KINDS):
+            self.periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.periodic.stop()
 
-    async def _run(self) -> None:
-        await asyncio.sleep(self.first)
-        while True:
-            try:
-                now = _dt.datetime.now(_dt.UTC)
-                removed = await prune(self.store, self.retention, now, pause=PRUNE_PAUSE_SECONDS, since=self._swept)
-                self._swept = due(self.retention, now)
-                if any(removed.values()):
-                    log.info("audit retention removed %s", ", ".join(f"{n} {k}" for k, n in removed.items() if n))
-            except Exception as exc:  # the next round tries again; a failed prune must not stop the server
-                log.warning("audit retention failed: %s", type(exc).__name__)
-            await asyncio.sleep(self.every)
+    async def prune_once(self) -> None:
+        now = _dt.datetime.now(_dt.UTC)
+        removed = await prune(self.store, self.retention, now, pause=PRUNE_PAUSE_SECONDS, since=self._swept)
+        self._swept = due(self.retention, now)
+        if any(removed.values()):
+            log.info("audit retention removed %s", ", ".join(f"{n} {k}" for k, n in removed.items() if n))

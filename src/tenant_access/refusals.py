@@ -26,8 +26,6 @@ mistakes of one's own callers.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 
 from tenant_access.domain.audit import Actor, AuditEvent, event
 from tenant_access.domain.models import ServiceRef
+from tenant_access.periodic import Periodic
 from tenant_access.storage.base import Store
 
 log = logging.getLogger("tenant_access.audit")
@@ -82,7 +81,7 @@ class RefusalSummaries:
         self._open = 0
         #: Counts of the summaries of minutes gone by, not yet flushed.
         self._carried: list[tuple[str, int]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic("refusal summaries flush", self.flush, FLUSH_SECONDS)
 
     async def _service_exists(self, ref: ServiceRef) -> bool:
         return await self._store.get_service(ref) is not None
@@ -193,19 +192,9 @@ class RefusalSummaries:
         self._carried = []
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tenant-access-refusal-summaries")
+        self._flusher.start()
 
     async def stop(self) -> None:
         """Stop the periodic flush and write the last counts (before the store closes)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._flusher.stop()
         await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            await self.flush()

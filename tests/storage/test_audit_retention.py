@@ -205,13 +205,13 @@ def test_summary_counts_add_up_and_the_listing_filters_by_kind(run: Callable[[Sc
 
 def test_the_servers_periodic_prune_removes_what_is_due_and_stops(run: Callable[[Scenario], None]) -> None:
     async def scenario(store: Store, app: TenantAccess) -> None:
-        assert audit_trail.RetentionTask(store, Retention(None, None, None))._task is None
         never = audit_trail.RetentionTask(store, Retention(None, None, None), first=0)
         never.start()
-        assert never._task is None, "nothing to prune: no task at all"
+        assert not never.periodic.running, "nothing to prune: no task at all"
         made = await _mixed(store)
         task = audit_trail.RetentionTask(store, Retention(), first=0, every=0.05)
         task.start()
+        assert task.periodic.running
         try:
             for _ in range(200):
                 if made["reads"][0].id not in await _ids(store):
@@ -249,3 +249,39 @@ def test_records_with_random_ids_from_before_time_ordered_ids_are_pruned_and_exp
         assert legacy[3].id in left and modern.id not in left and not {r.id for r in legacy[:3]} & left
 
     run(scenario)
+
+
+def test_a_prune_interrupted_after_its_export_loses_nothing_and_finishes_when_run_again(tmp_path: Path) -> None:
+    """The deletion fails (a real fault in the real file: a trigger refuses it) after the batch was
+    exported: the records stay, and the next prune exports them again and removes them."""
+    import sqlite3
+
+    from tenant_access.domain.errors import InternalError
+    from tenant_access.storage.sqlite import SqliteStore
+
+    path = tmp_path / "interrupted.db"
+
+    async def main() -> None:
+        store = SqliteStore(path, Keyring(MasterKey(secrets.token_bytes(32))))
+        await store.open()
+        try:
+            old = [await _old(store, 100 + i, "access.list_secrets") for i in range(3)]
+            fault = sqlite3.connect(path)
+            fault.execute("CREATE TRIGGER no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'no'); END")
+            fault.commit()
+            first = io.StringIO()
+            with pytest.raises(InternalError):  # the store's answer to a refused statement
+                await audit_trail.prune(store, Retention(), NOW, export_to=first)
+            assert {json.loads(line)["id"] for line in first.getvalue().splitlines()} == {r.id for r in old}
+            assert {r.id for r in old} <= set(await _ids(store))
+            fault.execute("DROP TRIGGER no_delete")
+            fault.commit()
+            fault.close()
+            again = io.StringIO()
+            assert await audit_trail.prune(store, Retention(), NOW, export_to=again) == {"reads": 3, "refusals": 0}
+            assert again.getvalue() == first.getvalue()
+            assert not {r.id for r in old} & set(await _ids(store))
+        finally:
+            await store.close()
+
+    asyncio.run(main())
