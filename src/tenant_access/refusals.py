@@ -44,18 +44,19 @@ FLUSH_SECONDS = 10.0
 MAX_SUMMARIES = 2000
 SERVICES_PER_WINDOW = 4
 OVERFLOW = ("*", "*")
-#: Unwritten counts kept while the store cannot take them; beyond this, the oldest are dropped.
-MAX_CARRIED = 100_000
+#: Summaries of past minutes kept while the store cannot take their counts; beyond this, new ones are dropped.
+MAX_CLOSED = 100_000
 Clock = Callable[[], float]
 ServiceKey = tuple[str, str, str]
 
 
 @dataclass(slots=True)
 class _Slot:
-    """One summary record: its id once written, and what was counted since the last flush."""
+    """One summary record: its id, whether its first refusal is written yet (``writing``, ``written``
+    or ``failed``), and what was counted since the last flush."""
 
     record_id: str
-    written: bool = False
+    state: str = "writing"
     pending: int = 0
 
 
@@ -79,8 +80,8 @@ class RefusalSummaries:
         self._windows: dict[tuple[str, str], _Window] = {}
         #: Summary records opened this minute (the overflow's included).
         self._open = 0
-        #: Counts of the summaries of minutes gone by, not yet flushed.
-        self._carried: list[tuple[str, int]] = []
+        #: Summaries of minutes gone by (or whose flush failed) that may still have counts to write, by id.
+        self._closed: dict[str, _Slot] = {}
         self._flusher = Periodic("refusal summaries flush", self.flush, FLUSH_SECONDS)
 
     async def _service_exists(self, ref: ServiceRef) -> bool:
@@ -130,11 +131,12 @@ class RefusalSummaries:
             await self._store.record(record, durable=False)
         except Exception:
             log.warning("could not record a refused request (request %s)", record.request_id)
+            slot.state = "failed"
             if window.slots.get(slot_key) is slot:
                 del window.slots[slot_key]  # the next refusal tries again; what this one counted is lost
                 self._open -= 1
             return
-        slot.written = True
+        slot.state = "written"
 
     async def _filed_under(self, window: _Window, service: ServiceRef | None) -> ServiceRef | None:
         """The service to file under: the one the path names if it exists (looked up once per window
@@ -153,22 +155,24 @@ class RefusalSummaries:
         return window.services[service.key]
 
     def _roll(self, minute: int) -> None:
-        """A new minute: the summaries of the last one are closed, their counts kept for the flush."""
+        """A new minute: the summaries of the last one are closed; their counts wait for the flush
+        (including those of a summary whose first record is still being written)."""
         for window in self._windows.values():
             for slot in window.slots.values():
-                if slot.written and slot.pending:
-                    self._carried.append((slot.record_id, slot.pending))
+                self._closed[slot.record_id] = slot
         self._windows = {}
         self._open = 0
         self._minute = minute
 
-    def _take_counts(self) -> list[tuple[str, int]]:
-        counts, self._carried = self._carried, []
-        for window in self._windows.values():
-            for slot in window.slots.values():
-                if slot.written and slot.pending:
-                    counts.append((slot.record_id, slot.pending))
-                    slot.pending = 0
+    def _take_counts(self) -> list[tuple[_Slot, int]]:
+        """What to add to which written summary; those counts are no longer pending."""
+        slots = [*self._closed.values(), *(slot for window in self._windows.values() for slot in window.slots.values())]
+        counts = []
+        for slot in slots:
+            if slot.state == "written" and slot.pending:
+                counts.append((slot, slot.pending))
+                slot.pending = 0
+        self._closed = {k: slot for k, slot in self._closed.items() if slot.state == "writing"}
         return counts
 
     async def flush(self) -> None:
@@ -180,16 +184,19 @@ class RefusalSummaries:
         if not counts:
             return
         try:
-            await self._store.add_audit_counts(counts)
+            await self._store.add_audit_counts([(slot.record_id, n) for slot, n in counts])
         except Exception:
             log.warning("could not write the counts of %d refusal summaries; will retry", len(counts))
-            self._carried = (counts + self._carried)[-MAX_CARRIED:]  # bounded while the store is down
+            for slot, n in counts:  # pending again, and kept (a bounded number) past their minute
+                slot.pending += n
+                if len(self._closed) < MAX_CLOSED:
+                    self._closed[slot.record_id] = slot
 
     def forget(self) -> None:
         """Drop every open summary and unwritten count (after the store's records were deleted)."""
         self._windows = {}
         self._open = 0
-        self._carried = []
+        self._closed = {}
 
     def start(self) -> None:
         self._flusher.start()

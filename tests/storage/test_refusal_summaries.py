@@ -143,3 +143,19 @@ def test_one_address_that_wants_more_summaries_than_are_left_shares_the_overflow
         assert ("10.0.0.1", 429) in {(r.client, r.status) for r in await _refusals(store)}
 
     _run(tmp_path, scenario)
+
+
+def test_counts_of_a_summary_still_being_written_when_its_minute_ends_are_not_lost(tmp_path: Path) -> None:
+    async def scenario(store: SqliteStore, summaries: RefusalSummaries, clock: Clock) -> None:
+        clock.now += 59.999
+        first = asyncio.create_task(summaries.refused(_who("10.0.0.1"), "access.get", "/x", 401, None))
+        await asyncio.sleep(0)  # its record is being written
+        for i in range(5):
+            await summaries.refused(_who("10.0.0.1", i), "access.get", "/x", 401, None)
+        clock.now += 0.002  # the next minute, before that write has finished
+        await summaries.flush()
+        await first
+        await summaries.flush()
+        assert [r.count for r in await _refusals(store)] == [6]
+
+    _run(tmp_path, scenario)
