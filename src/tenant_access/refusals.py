@@ -99,6 +99,9 @@ class RefusalSummaries:
         if window is None and self._open < MAX_SUMMARIES:
             window = self._windows[key] = _Window()
         filed = await self._filed_under(window, service) if window is not None else None
+        if minute != self._minute:  # the minute ended while the service was looked up: count it in the next
+            await self.refused(actor, operation, target, status, service, detail)
+            return
         slot_key = (status, filed.key if filed is not None else None)
         slot = window.slots.get(slot_key) if window is not None else None
         if slot is not None:

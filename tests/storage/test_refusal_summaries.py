@@ -159,3 +159,29 @@ def test_counts_of_a_summary_still_being_written_when_its_minute_ends_are_not_lo
         assert [r.count for r in await _refusals(store)] == [6]
 
     _run(tmp_path, scenario)
+
+
+def test_a_refusal_whose_service_lookup_outlives_its_minute_is_counted_in_the_next(tmp_path: Path) -> None:
+    async def scenario(store: SqliteStore, summaries: RefusalSummaries, clock: Clock) -> None:
+        looked_up = asyncio.Event()
+        go_on = asyncio.Event()
+        real_exists = summaries._exists
+
+        async def slow(ref: ServiceRef) -> bool:
+            looked_up.set()
+            await go_on.wait()
+            return await real_exists(ref)
+
+        summaries._exists = slow
+        pending = [asyncio.create_task(summaries.refused(_who("10.0.0.1", i), "access.get", "/x", 401, REF))
+                   for i in range(3)]
+        await looked_up.wait()
+        clock.now += 60
+        await summaries.refused(_who("10.0.0.1", 9), "access.get", "/x", 401, None)  # the new minute begins
+        summaries._exists = real_exists
+        go_on.set()
+        await asyncio.gather(*pending)
+        await summaries.flush()
+        assert sum(r.count for r in await _refusals(store)) == 4
+
+    _run(tmp_path, scenario)
