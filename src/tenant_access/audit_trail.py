@@ -84,11 +84,6 @@ async def export(store: Store, scan: AuditScan, out: IO[str]) -> int:
     return written
 
 
-def due(retention: Retention, now: _dt.datetime) -> dict[AuditKind, _dt.datetime]:
-    """For each kind with a finite retention, the time before which its records go."""
-    return retention.cutoffs(now)
-
-
 def _scans(kind: AuditKind, before: _dt.datetime, since: _dt.datetime | None = None) -> list[AuditScan]:
     """What retention removes of one kind: records before ``before`` (and from ``since``, where an
     earlier prune already removed everything older), in each band of ids: those that begin with
@@ -99,7 +94,7 @@ def _scans(kind: AuditKind, before: _dt.datetime, since: _dt.datetime | None = N
 async def count_due(store: Store, retention: Retention, now: _dt.datetime) -> dict[AuditKind, int]:
     """What a prune would remove now, by kind (a dry run)."""
     return {kind: sum([await store.count_audit(scan) for scan in _scans(kind, before)])
-            for kind, before in due(retention, now).items()}
+            for kind, before in retention.cutoffs(now).items()}
 
 
 async def prune(store: Store, retention: Retention, now: _dt.datetime, *, export_to: IO[str] | None = None,
@@ -113,7 +108,7 @@ async def prune(store: Store, retention: Retention, now: _dt.datetime, *, export
     With ``export_to``, each batch is written there (and flushed to disk) before it is deleted, so
     an interrupted prune never loses a record it did not export (it may export one twice)."""
     removed: dict[AuditKind, int] = {}
-    for kind, before in due(retention, now).items():
+    for kind, before in retention.cutoffs(now).items():
         removed[kind] = 0
         for first in _scans(kind, before, (since or {}).get(kind)):
             scan = first
@@ -160,6 +155,6 @@ class RetentionTask:
     async def prune_once(self) -> None:
         now = _dt.datetime.now(_dt.UTC)
         removed = await prune(self.store, self.retention, now, pause=PRUNE_PAUSE_SECONDS, since=self._swept)
-        self._swept = due(self.retention, now)
+        self._swept = self.retention.cutoffs(now)
         if any(removed.values()):
             log.info("audit retention removed %s", ", ".join(f"{n} {k}" for k, n in removed.items() if n))

@@ -113,11 +113,17 @@ def prune(dry_run: bool, export_to: Path | None, **options: object) -> None:
         for kind, n in counts.items():
             click.echo(f"would remove {n} {kind} record(s)")
         return
+    def progress(kind: str, done: int) -> None:
+        sys.stderr.write(f"\rremoving {kind} records: {done}")
+        sys.stderr.flush()
+
     if export_to is None:
-        removed = _with_store(options, lambda store: audit_trail.prune(store, retention, now))
+        removed = _with_store(options, lambda store: audit_trail.prune(store, retention, now, progress=progress))
     else:
         with export_to.open("a", encoding="utf-8") as out:
-            removed = _with_store(options, lambda store: audit_trail.prune(store, retention, now, export_to=out))
+            removed = _with_store(options, lambda store: audit_trail.prune(store, retention, now, export_to=out,
+                                                                           progress=progress))
+    sys.stderr.write("\n")
     for kind, n in removed.items():
         click.echo(f"removed {n} {kind} record(s)")
 
