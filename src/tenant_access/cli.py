@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from tenant_access import __version__
+from tenant_access.cli_audit import COMMANDS as AUDIT_STORE_COMMANDS
 from tenant_access.cli_azure import azure_cli
 from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
+from tenant_access.cli_client import audit as audit_group
 from tenant_access.cli_help import HelpGroup, ServeCommand
 from tenant_access.config import API_STYLES, AUTH_MODES, LOG_FORMATS, METRICS_ACCESS, Settings
 
@@ -98,6 +100,10 @@ def main() -> None:
 @click.option("--seed", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="YAML or JSON file of services to provision at start; re-applying it is safe "
               "(docs/testing.md). [env TENANT_ACCESS_SEED]")
+@click.option("--audit-retention",
+              help="How long audit records are kept, by kind, e.g. reads=90d,refusals=30d,changes=forever; kinds "
+              "not named keep their default. [env TENANT_ACCESS_AUDIT_RETENTION; default "
+              "reads=90d,refusals=90d,changes=forever]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""
@@ -331,7 +337,6 @@ def _with_store(options: dict[str, object], work: Callable[[TenantAccess], Await
     return asyncio.run(run())
 
 
-
 @main.group("master-key")
 def master_key() -> None:
     """The master keyring that encrypts stored keys: rotate, status, retire."""
@@ -416,3 +421,5 @@ main.add_command(signing_key)
 main.add_command(azure_cli)
 for _command in CLIENT_COMMANDS:  # services, access, keys, audit, emulator: the API over HTTP
     main.add_command(_command)
+for _command in AUDIT_STORE_COMMANDS:  # audit export, audit prune: the store itself, like db upgrade
+    audit_group.add_command(_command)

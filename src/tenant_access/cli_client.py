@@ -523,26 +523,45 @@ def keys_regenerate(conn: Connection, slot: str, service: str, git: bool) -> Non
 _TIME = click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])
 
 
-@api_command("audit")
+class _AuditGroup(click.Group):
+    """``audit SERVICE ...`` (what it always was) is ``audit list SERVICE ...``: anything that is not
+    a subcommand's name is taken for the service of ``list``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_AuditGroup)
+def audit() -> None:
+    """The audit trail. 'list' (also 'audit SERVICE') asks a running server, with a token, like the
+    other API commands; 'export' and 'prune' open the store itself (--data-dir or --database-url,
+    like 'db upgrade') and need no server."""
+
+
+@api_command("list", audit)
 @click.argument("service")
 @click.option("--operation", help="Only this operation, e.g. access.regenerate_secondary_key.")
+@click.option("--kind", type=click.Choice(["changes", "reads", "refusals"]),
+              help="Only changes (rotations, configuration changes), reads (listSecrets) or refusals.")
 @click.option("--since", type=_TIME, help="UTC time or date.")
 @click.option("--until", type=_TIME, help="UTC time or date.")
 @click.option("--top", type=click.IntRange(1), help="At most this many records.")
-def audit(conn: Connection, service: str, operation: str | None, since: _dt.datetime | None,
-          until: _dt.datetime | None, top: int | None) -> None:
-    """The audit trail of SERVICE: who read or changed which key, oldest first."""
+def audit_list(conn: Connection, service: str, operation: str | None, kind: str | None, since: _dt.datetime | None,
+               until: _dt.datetime | None, top: int | None) -> None:
+    """[server] The audit trail of SERVICE: who read or changed which key, oldest first."""
     with conn.client() as client:
         found = client.list_audit_events(
-            conn.service(service), operation=operation, top=top,
+            conn.service(service), operation=operation, top=top, kind=kind,
             since=since.replace(tzinfo=_dt.UTC) if since else None,
             until=until.replace(tzinfo=_dt.UTC) if until else None,
         )
     if conn.output == "json":
         emit_json(found)
         return
-    emit_table(("TIME", "OPERATION", "OUTCOME", "STATUS", "PRINCIPAL", "OLD VERSION", "NEW VERSION"),
-               [[e.time, e.operation, e.outcome, e.status, e.principal, e.old_version_id, e.new_version_id]
+    emit_table(("TIME", "OPERATION", "OUTCOME", "STATUS", "COUNT", "PRINCIPAL", "OLD VERSION", "NEW VERSION"),
+               [[e.time, e.operation, e.outcome, e.status, e.count, e.principal, e.old_version_id, e.new_version_id]
                 for e in found])
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tenant_access.domain.retention import DEFAULT_RETENTION, Retention
+
 ENV_PREFIX = "TENANT_ACCESS_"
 API_STYLES = ("seed", "azure")
 AUTH_MODES = ("strict", "emulator", "none")
@@ -94,6 +96,9 @@ class Settings:
         "help": "seconds a bearer token may live (exp - iat, exp - now); also the signing-key overlap window"})
     max_sas_lifetime: int = field(default=MAX_SAS_LIFETIME, metadata={
         "help": "seconds ahead a shared access signature's expiry may lie (Azure's cap: 30 days)"})
+    audit_retention: str = field(default=DEFAULT_RETENTION, metadata={
+        "help": "how long audit records are kept, by kind: reads=90d,refusals=90d,changes=forever (the default); "
+                "kinds not named keep their default"})
 
     def __post_init__(self) -> None:
         if self.api_style not in API_STYLES:
@@ -108,6 +113,7 @@ class Settings:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if self.forwarded_allow_ips is not None:
             object.__setattr__(self, "forwarded_allow_ips", _proxies(self.forwarded_allow_ips))
+        Retention.parse(self.audit_retention)  # raises ValueError, naming what is wrong
         if self.tls_cert is not None and not self.tls:
             object.__setattr__(self, "tls", True)
         if self.public_url is not None:
@@ -134,6 +140,10 @@ class Settings:
         """Off by default where credentials are really checked: a reset erases the audit trail,
         which no owner can otherwise do, so a production server must opt in to it."""
         return self.auth != "strict" if self.emulator_controls is None else self.emulator_controls
+
+    @property
+    def retention(self) -> Retention:
+        return Retention.parse(self.audit_retention)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -57,15 +57,20 @@ _REASONS: tuple[tuple[str, str], ...] = (
     ("expired", "expired"),
     ("not yet valid", "not_yet_valid"),
     ("issued in the future", "not_yet_valid"),
+    # A SAS is checked against the keys of the service its path names: whether that service exists,
+    # has access enabled, has that principal id, or the signature is wrong is one class, so the
+    # labels tell a loopback scraper no more than the 401 told the caller (malformed and expired
+    # SAS are checked before anything is looked up, and keep their classes).
+    ("sas: signature matches no", "rejected"),
+    ("sas: no enabled access configuration", "rejected"),
+    ("sas: uid is not the configuration", "rejected"),
+    ("sas: this route is not a service", "rejected"),
     ("signature matches no", "bad_signature"),
     ("rejected by jws", "bad_signature"),
     ("algorithm not accepted", "unknown_key"),
     (" key with that kid", "unknown_key"),
     ("audience not accepted", "audience"),
     ("issuer not accepted", "issuer"),
-    ("no enabled access configuration", "sas_not_usable"),
-    ("uid is not the configuration", "sas_not_usable"),
-    ("route is not a service", "sas_not_usable"),
     ("no role", "claims"),
     ("no scope", "claims"),
     ("no sub", "claims"),

@@ -79,3 +79,26 @@ def test_a_failed_audit_write_leaves_the_key_unchanged(fresh_server: DbServer) -
         assert after["secondary_key"] == before["secondary_key"]
         assert after["secondary_key_version_id"] == before["secondary_key_version_id"]
         assert after["etag"] == before["etag"]
+
+
+def test_a_refusal_is_visible_at_once_as_a_summary_and_the_kind_filter_separates_it(
+    http: httpx.Client, service: str,
+) -> None:
+    with httpx.Client(base_url=http.base_url) as anonymous:
+        assert anonymous.get(f"{service}/tenant/access?{API}").status_code == 401
+        records = _audit(http, service, kind="refusals")
+        assert [(r["principal"], r["status"], r["outcome"], r["count"]) for r in records] == \
+            [("unauthenticated", 401, "denied", 1)]
+        # Later refusals of the same minute and address add to its count (flushed every few seconds):
+        # no new record, so they cannot bury the rotations.
+        assert anonymous.get(f"{service}/tenant/access?{API}").status_code == 401
+        # A service that does not exist gets nothing filed under its name.
+        assert anonymous.get(f"{service}-missing/tenant/access?{API}").status_code == 401
+    assert len(_audit(http, service, kind="refusals")) == 1
+    assert _audit(http, f"{service}-missing") == []
+    assert [r["operation"] for r in _audit(http, service, kind="changes")] == ["services.create_or_update"]
+    http.post(f"{service}/tenant/access/listSecrets?{API}")
+    assert [r["operation"] for r in _audit(http, service, kind="reads")] == ["access.list_secrets"]
+    bad = http.get(f"{service}/auditEvents?{API}&kind=everything")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["details"][0]["field"] == "query.kind"

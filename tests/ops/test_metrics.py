@@ -101,7 +101,8 @@ def test_counts_after_a_known_sequence(server: ServerProcess) -> None:
         (("reason", "malformed"), ("scheme", "bearer")): 1,
         (("reason", "expired"), ("scheme", "bearer")): 1,
         (("reason", "unsupported_scheme"), ("scheme", "other")): 1,
-        (("reason", "sas_not_usable"), ("scheme", "sas")): 1,  # access starts disabled, as in Azure
+        # Expired whether or not access is enabled (it starts disabled, as in Azure): checked first.
+        (("reason", "expired"), ("scheme", "sas")): 1,
     }
     assert value(samples, "tenant_access_database_errors_total", kind="unavailable") == 0
     assert value(samples, "tenant_access_database_errors_total", kind="failed") == 0
@@ -212,16 +213,16 @@ def test_metrics_setting_from_the_environment() -> None:
     ("bearer: not yet valid (nbf)", "not_yet_valid"),
     ("bearer: issued in the future (iat)", "not_yet_valid"),
     ("bearer: signature matches no key", "bad_signature"),
-    ("sas: signature matches no current key", "bad_signature"),
+    ("sas: signature matches no current key", "rejected"),
     ("bearer: rejected by JWS check (InvalidSignatureError)", "bad_signature"),
     ("bearer: algorithm not accepted", "unknown_key"),
     ("bearer: no RS256 key with that kid", "unknown_key"),
     ("bearer: no ES256 key", "unknown_key"),
     ("bearer: audience not accepted", "audience"),
     ("bearer: issuer not accepted", "issuer"),
-    ("sas: no enabled access configuration", "sas_not_usable"),
-    ("sas: uid is not the configuration's principal id", "sas_not_usable"),
-    ("sas: this route is not a service's", "sas_not_usable"),
+    ("sas: no enabled access configuration", "rejected"),
+    ("sas: uid is not the configuration's principal id", "rejected"),
+    ("sas: this route is not a service's", "rejected"),
     ("bearer: no role", "claims"),
     ("bearer: no exp", "claims"),
     ("bearer: exp is not a number", "claims"),
@@ -267,3 +268,48 @@ def test_only_errors_raised_in_the_store_count_as_database_errors() -> None:
     samples = scrape(metrics.exposition().decode())
     assert value(samples, "tenant_access_database_errors_total", kind="unavailable") == 1
     assert value(samples, "tenant_access_database_errors_total", kind="failed") == 1
+
+
+# -- no existence oracle -------------------------------------------------------------------------
+
+
+def test_a_refused_sas_says_nothing_about_the_service_in_its_labels(tmp_path: Path) -> None:
+    """A SAS for a service that does not exist, one with a bad signature, one with another principal
+    id and one for a service whose access is disabled all get the same 401; the metrics a loopback
+    scraper reads must not tell them apart either (they once said sas_not_usable / bad_signature)."""
+    import datetime as dt
+
+    from tenant_access.security.sas import make_sas
+
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        enabled, disabled = service_path("oracle-enabled"), service_path("oracle-disabled")
+        with httpx.Client(base_url=server.url, headers=server.auth()) as http:
+            for path in (enabled, disabled):
+                assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
+            assert http.patch(f"{enabled}/tenant/access?{API}", json={"properties": {"enabled": True}},
+                              headers={"If-Match": "*"}).status_code == 200
+            uid = http.get(f"{enabled}/tenant/access?{API}").json()["data"]["principal_id"]
+        expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        wrong_key = make_sas(uid, "not-the-key-" + "x" * 40, expiry)
+        probes = {
+            "missing service": (service_path("oracle-missing"), wrong_key),
+            "bad signature": (enabled, wrong_key),
+            "other principal id": (enabled, make_sas("someone-else", "k" * 40, expiry)),
+            "access disabled": (disabled, wrong_key),
+        }
+        changes = {}
+        with httpx.Client(base_url=server.url) as anon:
+            for name, (path, header) in probes.items():
+                before = scrape(anon.get("/metrics").text)
+                assert anon.get(f"{path}/tenant/access?{API}", headers={"Authorization": header}).status_code == 401
+                after = scrape(anon.get("/metrics").text)
+                changes[name] = {key: after[key] - before.get(key, 0.0) for key in after
+                                 if key[0].startswith(("tenant_access_authentication_failures",
+                                                       "tenant_access_requests_total"))
+                                 and after[key] != before.get(key, 0.0)}
+    finally:
+        server.stop()
+    first = changes["missing service"]
+    assert first, "the refusal was counted"
+    assert all(change == first for change in changes.values()), changes

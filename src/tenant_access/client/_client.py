@@ -240,16 +240,17 @@ class Client:
 
     def list_audit_events(
         self, service: ServiceRef, *, operation: str | None = None, since: _dt.datetime | None = None,
-        until: _dt.datetime | None = None, top: int | None = None,
+        until: _dt.datetime | None = None, top: int | None = None, kind: str | None = None,
     ) -> list[AuditEvent]:
         """The service's audit records, oldest first, all pages read (at most ``top`` of them).
 
-        ``operation`` is a route's operation name (``access.regenerate_secondary_key``); ``since``
-        and ``until`` are timezone-aware. A server without the audit route gives ``[]`` for an
-        existing service (and :class:`NotFound` for a missing one).
+        ``operation`` is a route's operation name (``access.regenerate_secondary_key``); ``kind`` one
+        of ``changes``, ``reads``, ``refusals``; ``since`` and ``until`` are timezone-aware. A server
+        without the audit route gives ``[]`` for an existing service (and :class:`NotFound` for a
+        missing one).
         """
         return self._run(self._proto.list_audit_events(service, operation=operation, since=since, until=until,
-                                                       top=top))
+                                                       top=top, kind=kind))
 
 
 class AsyncClient:
@@ -388,7 +389,7 @@ class AsyncClient:
 
     async def list_audit_events(
         self, service: ServiceRef, *, operation: str | None = None, since: _dt.datetime | None = None,
-        until: _dt.datetime | None = None, top: int | None = None,
+        until: _dt.datetime | None = None, top: int | None = None, kind: str | None = None,
     ) -> list[AuditEvent]:
         return await self._run(self._proto.list_audit_events(service, operation=operation, since=since,
-                                                             until=until, top=top))
+                                                             until=until, top=top, kind=kind))

@@ -174,6 +174,8 @@ class AuditEvent:
     id: str | None = None
     status: int | None = None
     detail: str | None = None
+    #: Requests the record stands for: more than 1 for a server's summary of refused requests.
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True, repr=False)

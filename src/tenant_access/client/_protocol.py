@@ -200,7 +200,7 @@ class Protocol:
 
     def list_audit_events(
         self, ref: ServiceRef, *, operation: str | None, since: _dt.datetime | None, until: _dt.datetime | None,
-        top: int | None,
+        top: int | None, kind: str | None = None,
     ) -> Op[list[AuditEvent]]:
         """Every matching record, oldest first. Azure style pages by ``nextLink``; the seed envelope
         has none, so there the client advances ``$skip`` until a page comes back empty."""
@@ -210,6 +210,8 @@ class Protocol:
         params = {"api-version": self.api_version}
         if operation is not None:
             params["operation"] = operation
+        if kind is not None:
+            params["kind"] = kind
         if since is not None:
             params["since"] = wire.rfc3339(since)
         if until is not None:

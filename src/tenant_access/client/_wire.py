@@ -273,7 +273,9 @@ def audit_event(response: httpx.Response, data: Json, style: Style) -> AuditEven
     values = {name: _s(data, name, _camel(name)) for name in _AUDIT_FIELDS}
     status = data.get("status")
     when = next((data[k] for k in ("time", "created_at", "at", "createdAt") if k in data), None)
-    return AuditEvent(time=parse_time(when), status=status if isinstance(status, int) else None, **values)
+    count = data.get("count")
+    return AuditEvent(time=parse_time(when), status=status if isinstance(status, int) else None,
+                      count=count if isinstance(count, int) and count > 0 else 1, **values)
 
 
 def rfc3339(value: _dt.datetime) -> str:

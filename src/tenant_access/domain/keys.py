@@ -24,7 +24,7 @@ def new_version_id() -> str:
     return ordered_id()
 
 
-def ordered_id() -> str:
+def ordered_id(at: _dt.datetime | None = None) -> str:
     """24 hex characters: the time in milliseconds (12), then 48 random bits (12).
 
     Unique like a random id, but a later id sorts after an earlier one, so a new row lands at the
@@ -32,7 +32,24 @@ def ordered_id() -> str:
     instead of one per row, and the write-ahead log and its checkpoints shrink accordingly. The
     time it shows is no secret: every record carries its creation time anyway.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+    millis = time.time_ns() // 1_000_000 if at is None else _millis(at)
+    return f"{millis:012x}{secrets.token_hex(6)}"
+
+
+def id_floor(at: _dt.datetime) -> str:
+    """The smallest :func:`ordered_id` of the millisecond ``at``: every id made before it sorts below,
+    so a time range becomes a range of the primary key (no index on time needed)."""
+    return f"{max(0, _millis(at)):012x}" + "0" * 12
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_MILLISECOND = _dt.timedelta(milliseconds=1)
+
+
+def _millis(at: _dt.datetime) -> int:
+    """Whole milliseconds since the epoch, in integers (a float timestamp can land a hair below the
+    millisecond it is in); a naive time is taken as UTC."""
+    return ((at if at.tzinfo is not None else at.replace(tzinfo=_dt.UTC)) - _EPOCH) // _MILLISECOND
 
 
 def new_etag() -> str:

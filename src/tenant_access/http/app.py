@@ -86,6 +86,11 @@ class App:
 
         self.auth = auth.build(settings, store)
         self.auth.on_failure = self.metrics.auth_failure
+        from tenant_access.audit_trail import RetentionTask
+        from tenant_access.refusals import RefusalSummaries
+
+        self.refusals = RefusalSummaries(store)
+        self.retention = RetentionTask(store, settings.retention)
         self._mode_header = None if settings.auth == "strict" else (
             "x-tenant-access-auth", f"{settings.auth} (credentials are not fully checked)")
         self._opened = False
@@ -97,12 +102,16 @@ class App:
         if not self._opened:
             await self.store.open()
             self._opened = True
+            self.refusals.start()
+            self.retention.start()
             self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
 
     async def shutdown(self) -> None:
         if self._opened:
+            await self.retention.stop()
+            await self.refusals.stop()  # the last counts, before the store closes
             await self.store.close()
             self._opened = False
 
@@ -203,13 +212,22 @@ class App:
     async def _record_refusal(
         self, actor: Actor, request: Request, route: Route, params: dict[str, str], exc: TenantAccessError
     ) -> None:
-        """Refused requests are audited too (filed under the service they aimed at, so its owner sees
-        them); a failure to record one must not turn a 401 into a 500."""
-        if actor is UNAUTHENTICATED:
+        """Refused requests are audited too; a failure to record one must not turn a 401 into a 500.
+
+        Refusals of nobody in particular (no or a bad credential, 401) and throttling (429) are
+        summarised per address and minute (``refusals.py``), filed under the service the path names
+        only if it exists; a known principal's 403 is a record of its own, under that service."""
+        anonymous = actor is UNAUTHENTICATED
+        if anonymous:
             actor = Actor("unauthenticated", "-", "-", "-", request.request_id, request.client)
         service = None
         if "serviceName" in params:
             service = ServiceRef(*(params[k][:100] for k in ("subscriptionId", "resourceGroupName", "serviceName")))
+        if anonymous or exc.status == 429:
+            await self.refusals.refused(actor, route.operation, request.path[:512], exc.status, service,
+                                        detail=getattr(exc, "reason", None) or ("throttled" if exc.status == 429
+                                                                                 else None))
+            return
         try:
             await self.use_cases.record(event(actor, route.operation, request.path[:512], outcome="denied",
                                               status=exc.status, service=service))

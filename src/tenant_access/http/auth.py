@@ -63,9 +63,12 @@ class _VerifiedSignature:
 
 
 class Unauthenticated(AuthenticationFailed):
-    def __init__(self, refused: Refusal) -> None:
+    def __init__(self, refused: Refusal, reason: str = "") -> None:
         super().__init__(refused.message, azure_code="AuthenticationFailed")
         self.headers["WWW-Authenticate"] = refused.challenge
+        #: Why, for the audit record and the log (our own fixed phrases); the answer says only
+        #: what :mod:`.challenges` lets it say.
+        self.reason = reason
 
 
 def forbidden(principal: Principal, operation: str) -> Forbidden:
@@ -132,7 +135,7 @@ class Authenticator:
             log.info("authentication failed from %s: %s", request.client, exc.reason)
             if self.on_failure is not None:
                 self.on_failure(request.headers.get("authorization"), exc.reason)
-            raise Unauthenticated(refusal(header, exc.reason)) from None
+            raise Unauthenticated(refusal(header, exc.reason), exc.reason) from None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request %s: %s principal %s, role %s, scope %s", request.request_id, principal.kind.value,
                       principal.sub, principal.role.value, principal.scope)
@@ -220,16 +223,20 @@ class Authenticator:
         # Cached: the store drops an entry as soon as it learns of a change (see Store.get_secrets_cached).
         secrets = await self.store.get_secrets_cached(ref, AccessName.ACCESS)
         self._admit(request)
+        now = _dt.datetime.now(_dt.UTC)
         if secrets is None or not secrets.config.enabled:
+            # The checks that need no key first, as for a service that exists: a malformed or expired
+            # signature fails for the same reason whether or not the service is there.
+            sas.check_expiry(sas.parse_sas(value), now, max_lifetime=self.max_sas_lifetime)
             raise InvalidCredential("sas: no enabled access configuration")
         config = secrets.config
-        now = _dt.datetime.now(_dt.UTC)
         remembered = self._signatures.get(value)
         if (remembered is not None and remembered.service == ref.key and remembered.uid == config.principal_id
                 and remembered.version_id in (config.primary_version_id, config.secondary_version_id)
                 and now < remembered.expiry):
             return remembered.principal
         token = sas.parse_sas(value)
+        sas.check_expiry(token, now, max_lifetime=self.max_sas_lifetime)
         if token.uid != config.principal_id:
             raise InvalidCredential("sas: uid is not the configuration's principal id")
         version_id = sas.verify_sas(

@@ -209,6 +209,7 @@ class Emulator:
 
         async def reset(ctx: Context) -> Outcome:
             await app.store.reset()
+            app.refusals.forget()  # their records are gone with the rest
             faults.clear()
             log.info("emulator reset by %s (request %s): every service, key and audit record was deleted",
                         ctx.actor.principal, ctx.actor.request_id)

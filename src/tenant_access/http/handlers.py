@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from tenant_access.domain import idempotency, rules
-from tenant_access.domain.audit import AuditQuery
+from tenant_access.domain.audit import AUDIT_KINDS, AuditKind, AuditQuery
 from tenant_access.domain.errors import Problems
 from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
 from tenant_access.http import arm
@@ -208,10 +208,14 @@ async def list_audit_events(ctx: Context) -> Outcome:
     problems = Problems()
     since, until = _time(ctx, "since", problems), _time(ctx, "until", problems)
     operation = ctx.request.query("operation")
+    kind = ctx.request.query("kind")
+    if kind is not None and kind not in AUDIT_KINDS:
+        problems.add("query.kind", f"must be one of {', '.join(AUDIT_KINDS)}")
     problems.raise_if_any()
     skip, top = _paging(ctx)
     limit = min(top or AUDIT_PAGE, AUDIT_PAGE)
-    events = await ctx.app.list_audit(AuditQuery(ref, operation, since, until, limit + 1, skip))
+    events = await ctx.app.list_audit(AuditQuery(ref, operation, since, until, limit + 1, skip,
+                                                 kind=cast("AuditKind | None", kind)))
     return Outcome("audit_list", Page(events[:limit], total=skip + len(events), skip=skip, top=limit))
 
 
@@ -243,7 +247,8 @@ ROUTES: tuple[Route, ...] = (
     Route("access.git_regenerate_secondary_key", "POST", ACCESS + "/git/regenerateSecondaryKey",
           git_regenerate_secondary_key, "Regenerate the secondary key of the gitAccess configuration"),
     Route("audit.list", "GET", SERVICE + "/auditEvents", list_audit_events,
-          "List the audit records of a service (filters: operation, since, until; paging: $top, $skip)"),
+          "List the audit records of a service (filters: operation, kind (changes, reads, refusals), since, "
+          "until; paging: $top, $skip)"),
 )
 
 #: Resource Manager's own operations that clients need before they reach a resource (the Azure CLI's

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-from tenant_access.domain.audit import Actor, event
+from tenant_access.domain.audit import Actor
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.responses import Response, json_response
 from tenant_access.http.routing import Route
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
     from tenant_access.http.app import App
     from tenant_access.http.request import Request
 
-log = logging.getLogger("tenant_access.identity")
 
 TOKEN_LIFETIME = 3600
 #: A GUID, a domain name, "common", "adfs"...: it starts with a letter or digit (so "." and "..",
@@ -97,13 +95,11 @@ async def _keys(ctx: Context) -> Outcome:
 
 
 async def _record_refused_sign_in(app: App, request: Request, tenant: str) -> None:
-    """Best effort: a sign-in refused is refused whether or not its record could be written."""
+    """Summarised per address and minute, like every other refusal of nobody in particular. The
+    failure itself was counted when the attempt took its slot (:meth:`FailureLimiter.reserve`)."""
     actor = Actor("unauthenticated", "-", "-", "-", request.request_id, request.client)
-    try:
-        await app.use_cases.record(event(actor, "identity.token", f"/{tenant[:64]}/oauth2/v2.0/token",
-                                         outcome="denied", status=401))
-    except Exception:
-        log.warning("could not record a refused sign-in (request %s)", request.request_id)
+    await app.refusals.refused(actor, "identity.token", f"/{tenant[:64]}/oauth2/v2.0/token", 401, None,
+                               detail="invalid client id or secret")
 
 
 def routes(app: App) -> list[Route]:

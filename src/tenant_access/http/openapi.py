@@ -55,6 +55,8 @@ SCHEMAS: dict[str, Any] = {
         "outcome": {"type": "string", "enum": ["success", "denied", "failed"]}, "status": {"type": "integer"},
         "request_id": STR, "client": STR, "old_version_id": {"type": ["string", "null"]},
         "new_version_id": {"type": ["string", "null"]}, "detail": {"type": ["string", "null"]},
+        "count": {"type": "integer", "minimum": 1,
+                  "description": "Requests this record stands for: more than 1 for a summary of refusals"},
     }),
     "Error": _obj({
         "success": {"const": False},
@@ -161,6 +163,10 @@ def _operation(route: Route) -> dict[str, Any]:
         params += [
             {"name": "operation", "in": "query", "required": False, "schema": STR,
              "description": "Only records of this operation, e.g. access.regenerate_secondary_key"},
+            {"name": "kind", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["changes", "reads", "refusals"]},
+             "description": "Only changes (rotations, configuration and service changes), reads (listSecrets) "
+                            "or refusals"},
             {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
             {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
         ]

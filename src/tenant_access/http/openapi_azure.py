@@ -76,6 +76,7 @@ SCHEMAS: dict[str, Any] = {
         "requestId": STR, "client": STR, "service": {"type": ["string", "null"]},
         "oldVersionId": {"type": ["string", "null"]}, "newVersionId": {"type": ["string", "null"]},
         "detail": {"type": ["string", "null"]},
+        "count": {"type": "integer", "minimum": 1},
     }),
     "AuditEventList": _obj({
         "value": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}, "nextLink": STR,
@@ -177,6 +178,8 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.operation == "audit.list":
         params += [
             {"name": "operation", "in": "query", "required": False, "schema": STR},
+            {"name": "kind", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["changes", "reads", "refusals"]}},
             {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
             {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
         ]

@@ -107,6 +107,7 @@ def audit_data(record: AuditEvent) -> dict[str, Any]:
         "old_version_id": record.old_version_id,
         "new_version_id": record.new_version_id,
         "detail": record.detail,
+        "count": record.count,
     }
 
 

@@ -127,6 +127,19 @@ def parse_sas(header_value: str) -> SasToken:
                     signature=_decode_signature(fields["sn"]), raw_ex=fields["ex"], form="long")
 
 
+def check_expiry(token: SasToken, now: _dt.datetime, *, leeway: _dt.timedelta = _dt.timedelta(0),
+                 max_lifetime: _dt.timedelta | None = None) -> None:
+    """:class:`InvalidCredential` when ``token`` has expired, or expires further ahead than
+    ``max_lifetime``: checks that need no key, so callers can make them before looking anything up
+    (and fail alike whether or not the service exists)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if now - leeway >= token.expiry:  # not expiry + leeway: that overflows for year 9999
+        raise InvalidCredential("sas: expired")
+    if max_lifetime is not None and token.expiry - now > max_lifetime:
+        raise InvalidCredential("sas: expiry too far ahead")
+
+
 def verify_sas(
     token: SasToken,
     keys: Iterable[tuple[K, str | Secret[str]]],
@@ -147,12 +160,7 @@ def verify_sas(
     is a key that never expires, whatever rotation the operator believes protects them; Azure caps
     user tokens of this API at 30 days, and so does the server by default.
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    if now - leeway >= token.expiry:  # not expiry + leeway: that overflows for year 9999
-        raise InvalidCredential("sas: expired")
-    if max_lifetime is not None and token.expiry - now > max_lifetime:
-        raise InvalidCredential("sas: expiry too far ahead")
+    check_expiry(token, now, leeway=leeway, max_lifetime=max_lifetime)
     candidates = token.signed_strings()
     matched: list[K] = []
     for key_id, key in keys:

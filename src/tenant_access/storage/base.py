@@ -8,11 +8,11 @@ decisions of its own.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from tenant_access.domain.audit import AuditEvent, AuditQuery
+from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
 from tenant_access.domain.principals import ServicePrincipal
@@ -83,6 +83,22 @@ class Store(Protocol):
         a power loss may lose the last ones."""
 
     async def list_audit(self, query: AuditQuery) -> list[AuditEvent]: ...
+
+    async def add_audit_counts(self, counts: Sequence[tuple[str, int]]) -> None:
+        """Add ``n`` to the count of record ``id`` for each ``(id, n)``, in one transaction, not
+        flushed (the refusal summaries' periodic flush); a record that is gone is skipped."""
+
+    async def scan_audit(self, scan: AuditScan) -> list[AuditEvent]:
+        """One page of records of every service, oldest first (export, prune with export)."""
+        ...
+
+    async def count_audit(self, scan: AuditScan) -> int:
+        """How many records the whole scan would yield (``after`` and ``limit`` ignored)."""
+        ...
+
+    async def delete_audit(self, ids: Sequence[str]) -> int:
+        """Delete these records (at most a few hundred) in one transaction; answers how many went."""
+        ...
 
     async def add_principal(self, principal: ServicePrincipal) -> None: ...
 

@@ -37,7 +37,7 @@ from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from tenant_access.domain.audit import AuditEvent, AuditQuery
+from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.keys import utcnow
@@ -60,6 +60,7 @@ from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
 from tenant_access.storage.sql import (
+    AUDIT_ADD_COUNT,
     AUDIT_INSERT,
     CHECK_AAD,
     CHECK_PLAINTEXT,
@@ -78,10 +79,13 @@ from tenant_access.storage.sql import (
     audit_from_row,
     audit_sql,
     config_from_row,
+    count_sql,
+    delete_sql,
     principal_from_row,
     principal_key,
     pyformat,
     reencrypted,
+    scan_sql,
     service_from_row,
     ts,
     verify_master_key,
@@ -572,6 +576,40 @@ class PostgresStore:
         sql, args = audit_sql(query)
         rows = await self._read(lambda c: self._all(c, sql, args))
         return [audit_from_row(r, query.service) for r in rows]
+
+    async def add_audit_counts(self, counts: Sequence[tuple[str, int]]) -> None:
+        if not counts:
+            return
+
+        async def tx(conn: Conn) -> None:
+            await conn.execute("SET LOCAL synchronous_commit TO off")
+            async with conn.cursor() as cur:
+                await cur.executemany(pyformat(AUDIT_ADD_COUNT), [(n, record_id) for record_id, n in counts])
+
+        await self._write(tx)
+
+    async def scan_audit(self, scan: AuditScan) -> list[AuditEvent]:
+        sql, args = scan_sql(scan)
+        rows = await self._read(lambda c: self._all(c, sql, args))
+        return [audit_from_row(r) for r in rows]
+
+    async def count_audit(self, scan: AuditScan) -> int:
+        sql, args = count_sql(scan)
+        row = await self._read(lambda c: self._one(c, sql, args))
+        return int(row[0]) if row else 0
+
+    async def delete_audit(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        sql, args = delete_sql(ids)
+        return await self._write(lambda conn: self._deleting(conn, sql, args))
+
+    @staticmethod
+    async def _deleting(conn: Conn, sql: str, args: Sequence[Any]) -> int:
+        """A deletion lost to a crash is simply done again by the next prune: no need to wait for the flush."""
+        await conn.execute("SET LOCAL synchronous_commit TO off")
+        cur = await conn.execute(pyformat(sql), args)
+        return max(cur.rowcount, 0)
 
     # -- master key rotation ----------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from tenant_access.domain.audit import AuditEvent, AuditQuery
+from tenant_access.domain.audit import READ_OPERATION, AuditEvent, AuditKind, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError
+from tenant_access.domain.keys import id_floor
 from tenant_access.domain.models import AccessConfig, AccessName, KeySlot, Secrets, Service, ServiceRef
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.memo import Memo
@@ -62,11 +63,27 @@ SERVICE_COLUMNS = (
 
 AUDIT_COLUMNS = (
     "id, at, principal, role, scope, operation, target, outcome, status, request_id, client, "
-    "subscription_key, resource_group_key, service_key, old_version_id, new_version_id, detail"
+    "subscription_key, resource_group_key, service_key, old_version_id, new_version_id, detail, occurrences"
 )
 
 AUDIT_INSERT = (f"INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES "  # noqa: S608 - constant column list
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+#: Adds to a summary's count: flushes of the refusal summaries carry what arrived since the last one.
+AUDIT_ADD_COUNT = "UPDATE audit_events SET occurrences = occurrences + ? WHERE id = ?"
+
+#: The kinds of record (see domain/audit.py), as conditions on constant columns; ``kind_of`` is their twin.
+_KIND_SQL: dict[str, str] = {
+    "refusals": "outcome <> 'success'",
+    "reads": f"(outcome = 'success' AND operation = '{READ_OPERATION}')",
+    "changes": f"(outcome = 'success' AND operation <> '{READ_OPERATION}')",
+}
+
+
+def kind_sql(kinds: Sequence[AuditKind]) -> str:
+    """One condition matching records of any of ``kinds`` (all three: always true)."""
+    if set(kinds) >= set(_KIND_SQL):
+        return "1 = 1"
+    return "(" + " OR ".join(_KIND_SQL[k] for k in kinds) + ")" if kinds else "1 = 0"
 
 
 def service_from_row(row: Sequence[Any]) -> Service:
@@ -139,14 +156,18 @@ def audit_args(event: AuditEvent) -> tuple[Any, ...]:
     keys = event.service.key if event.service else (None, None, None)
     return (event.id, ts(event.at), event.principal, event.role, event.scope, event.operation, event.target,
             event.outcome, event.status, event.request_id, event.client, *keys, event.old_version_id,
-            event.new_version_id, event.detail)
+            event.new_version_id, event.detail, event.count)
 
 
-def audit_from_row(row: Sequence[Any], service: ServiceRef) -> AuditEvent:
+def audit_from_row(row: Sequence[Any], service: ServiceRef | None = None) -> AuditEvent:
+    """A record; without ``service``, the one its row names, in the stored (lower-cased) spelling
+    of its keys: the export's, which has no route to take the original spelling from."""
+    if service is None and row[13] is not None:
+        service = ServiceRef(row[11], row[12], row[13])
     return AuditEvent(
         id=row[0], at=parse_ts(row[1]), principal=row[2], role=row[3], scope=row[4], operation=row[5],
         target=row[6], outcome=row[7], status=int(row[8]), request_id=row[9], client=row[10], service=service,
-        old_version_id=row[14], new_version_id=row[15], detail=row[16],
+        old_version_id=row[14], new_version_id=row[15], detail=row[16], count=int(row[17]),
     )
 
 
@@ -164,9 +185,68 @@ def audit_sql(query: AuditQuery) -> tuple[str, list[Any]]:
     if query.until:
         sql += " AND at < ?"
         args.append(ts(query.until))
+    if query.kind:
+        sql += " AND " + kind_sql((query.kind,))
     sql += " ORDER BY at, id LIMIT ? OFFSET ?"
     args += [query.top, query.skip]
     return sql, args
+
+
+#: The primary key range of each band of ids (see ``AuditScan.band``). Time-ordered ids begin with
+#: their millisecond: from "018c" (2024) to "02" (2039). Random ids (builds before 2026-11-27) fall
+#: outside it but for about 1 in 550, which sort among time-ordered ones and are found there when
+#: their id falls in the range asked for.
+ID_BANDS: dict[str, tuple[str | None, str | None]] = {
+    "time": ("018c", "02"), "below": (None, "018c"), "above": ("02", None),
+}
+
+
+def _scan_where(scan: AuditScan) -> tuple[str, list[Any]]:
+    """The conditions of a scan: always ranges of the primary key (so the index answers them,
+    whatever the size of the table), and the time bounds on ``at`` itself (which is exact)."""
+    where = [kind_sql(scan.kinds)]
+    args: list[Any] = []
+    low, high = ID_BANDS[scan.band]
+    if scan.band == "time":
+        if scan.since is not None:
+            low = max(low or "", id_floor(scan.since))
+        if scan.until is not None:
+            # Ids of the millisecond of ``until`` may still be below it: bound the key by the next one.
+            high = min(high or "~", id_floor(scan.until + _dt.timedelta(milliseconds=1)))
+    if low is not None:
+        where.append("id >= ?")
+        args.append(low)
+    if high is not None:
+        where.append("id < ?")
+        args.append(high)
+    if scan.since is not None:
+        where.append("at >= ?")
+        args.append(ts(scan.since))
+    if scan.until is not None:
+        where.append("at < ?")
+        args.append(ts(scan.until))
+    if scan.after is not None:
+        where.append("id > ?")
+        args.append(scan.after)
+    return " AND ".join(where), args
+
+
+def scan_sql(scan: AuditScan) -> tuple[str, list[Any]]:
+    """One page of an export (or of what a prune removes), in id order, i.e. oldest first."""
+    where, args = _scan_where(scan)
+    return (f"SELECT {AUDIT_COLUMNS} FROM audit_events WHERE {where} "  # noqa: S608 - constant fragments
+            "ORDER BY id LIMIT ?", [*args, scan.limit])
+
+
+def count_sql(scan: AuditScan) -> tuple[str, list[Any]]:
+    """How many records a scan would yield (``limit`` and ``after`` aside: a dry run's count)."""
+    where, args = _scan_where(AuditScan(scan.kinds, scan.since, scan.until, band=scan.band))
+    return f"SELECT COUNT(*) FROM audit_events WHERE {where}", args  # noqa: S608 - constant fragments
+
+
+def delete_sql(ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """Delete the records of ``ids`` (exported first by ``audit prune --export``)."""
+    return f"DELETE FROM audit_events WHERE id IN ({', '.join('?' for _ in ids)})", list(ids)  # noqa: S608
 
 
 CHECK_PLAINTEXT = b"tenant-access master key check"

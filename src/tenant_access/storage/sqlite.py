@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenant_access.domain.audit import AuditEvent, AuditQuery
+from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.keys import utcnow
@@ -57,6 +57,7 @@ from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
 from tenant_access.storage.sql import (
+    AUDIT_ADD_COUNT,
     AUDIT_INSERT,
     CHECK_UPDATE,
     PRINCIPAL_DELETE,
@@ -68,9 +69,12 @@ from tenant_access.storage.sql import (
     OpenedKeys,
     audit_args,
     audit_sql,
+    count_sql,
+    delete_sql,
     principal_from_row,
     principal_key,
     reencrypted,
+    scan_sql,
     ts,
     verify_master_key,
 )
@@ -460,6 +464,29 @@ class SqliteStore:
         sql, args = audit_sql(query)
         rows = self._read(lambda c: c.execute(sql, args).fetchall())
         return [_audit(r, query.service) for r in rows]
+
+    async def add_audit_counts(self, counts: Sequence[tuple[str, int]]) -> None:
+        if counts:
+            rows = [(n, record_id) for record_id, n in counts]
+            await self._write(lambda conn: conn.executemany(AUDIT_ADD_COUNT, rows), durable=False)
+
+    async def scan_audit(self, scan: AuditScan) -> list[AuditEvent]:
+        sql, args = scan_sql(scan)
+        rows = self._read(lambda c: c.execute(sql, args).fetchall())
+        return [_audit(r) for r in rows]
+
+    async def count_audit(self, scan: AuditScan) -> int:
+        sql, args = count_sql(scan)
+        row = self._read(lambda c: c.execute(sql, args).fetchone())
+        return int(row[0])
+
+    async def delete_audit(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        sql, args = delete_sql(ids)
+        deleted: int = await self._write(lambda conn: conn.execute(sql, args).rowcount, durable=False,
+                                         one_statement=True)
+        return deleted
 
     # -- master key rotation ----------------------------------------------------------------------
 

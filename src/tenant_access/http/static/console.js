@@ -324,6 +324,8 @@
       old: r.old_version_id !== undefined ? r.old_version_id : r.oldVersionId,
       new: r.new_version_id !== undefined ? r.new_version_id : r.newVersionId,
       detail: r.detail,
+      // A summary of refused requests stands for this many (one address, one minute).
+      count: Number.isInteger(r.count) && r.count > 0 ? r.count : 1,
       requestId: r.request_id || r.requestId || "",
     };
   }
@@ -935,7 +937,9 @@
       const denied = record.outcome !== "success";
       const who = [record.principal, record.role && record.role !== "-" ? record.role : ""].filter(Boolean).join(", ");
       const body = el("div", { class: "event-body" },
-        el("div", { class: "event-title", text: denied ? `Refused (${record.status}): ${title.toLowerCase()}` : title }),
+        el("div", { class: "event-title", text: denied
+          ? `Refused (${record.status})${record.count > 1 ? ` \u00d7${record.count}` : ""}: ${title.toLowerCase()}`
+          : title }),
         el("div", { class: "event-meta" },
           el("time", { datetime: record.at ? record.at.toISOString() : "", title: formatTime(record.at), text: formatTime(record.at) }),
           ` \u00b7 ${relative(record.at)}${who ? ` \u00b7 by ${who}` : ""}`));
