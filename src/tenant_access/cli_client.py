@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from tenant_access.cli_help import HelpGroup
+
 if TYPE_CHECKING:
     from tenant_access.client import Client, ServiceRef
     from tenant_access.testing._controls import EmulatorControls
@@ -263,7 +265,7 @@ _IF_MATCH_OPTION = click.option("--if-match", default="*", show_default=True,
 # -- services ------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def services() -> None:
     """API Management services: create, list, show, delete."""
 
@@ -359,7 +361,7 @@ def services_delete(conn: Connection, name: str, yes: bool, missing_ok: bool) ->
 # -- access configurations -----------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def access() -> None:
     """The access and gitAccess configurations of a service: show, enable, disable, set."""
 
@@ -462,7 +464,7 @@ def access_set(conn: Connection, service: str, git: bool, if_match: str, princip
 # -- keys ----------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def keys() -> None:
     """The primary and secondary keys: show (masked unless --reveal) and regenerate."""
 
@@ -523,7 +525,7 @@ def keys_regenerate(conn: Connection, slot: str, service: str, git: bool) -> Non
 _TIME = click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])
 
 
-class _AuditGroup(click.Group):
+class _AuditGroup(HelpGroup):
     """``audit SERVICE ...`` (what it always was) is ``audit list SERVICE ...``: anything that is not
     a subcommand's name is taken for the service of ``list``."""
 
@@ -568,7 +570,7 @@ def audit_list(conn: Connection, service: str, operation: str | None, kind: str 
 # -- emulator controls ---------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def emulator() -> None:
     """Emulator controls of a test server: reset, state, seed, faults (owner token, scope /)."""
 

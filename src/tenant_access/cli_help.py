@@ -35,6 +35,9 @@ SHORT_HELP_LIMIT = 150
 class HelpGroup(click.Group):
     """A group whose listing shows each command's first sentence whole, then :data:`START_HERE`."""
 
+    #: Groups made with ``@group.group()`` are HelpGroups too: every listing shows whole sentences.
+    group_class = type
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from tenant_access.cli_help import HelpGroup
 from tenant_access.config import Settings
 
 if TYPE_CHECKING:  # the store is loaded only by the commands that use it: `--help` stays fast
@@ -152,7 +153,7 @@ PRINCIPAL_COMMANDS = (principals_list, principals_show, principals_disable, prin
                       principals_rotate_secret)
 
 
-@click.group("signing-key")
+@click.group("signing-key", cls=HelpGroup)
 def signing_key() -> None:
     """The server's own token signing key (in the data dir): rotate it, see which keys still verify."""
 

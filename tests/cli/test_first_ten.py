@@ -154,3 +154,12 @@ def test_sigterm_stops_fast_with_an_idle_tls_client_and_says_so(tmp_path: Path) 
         server.stop()
     assert elapsed < 2.5, elapsed  # generous: about 0.4 s here; was over 3 s
     assert any("stopping" in line for line in server.output[before:]), server.output[before:]
+
+
+def test_no_group_cuts_a_command_description() -> None:
+    """Every group's listing, not only the top level's: `principals --help`, `audit --help`, ..."""
+    groups = [name for name, command in main.commands.items() if isinstance(command, click.Group)]
+    assert {"audit", "principals", "master-key", "keys", "signing-key"} <= set(groups)
+    for name in groups:
+        listing = _help(name).split("Commands:", 1)[1]
+        assert not [line for line in listing.splitlines() if line.endswith("...")], name
