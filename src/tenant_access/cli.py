@@ -158,10 +158,9 @@ def _migration_progress() -> Iterator[None]:
 
 
 def _settings(options: dict[str, object]) -> Settings:
-    try:
-        return Settings.from_env(None, **options)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    from tenant_access.cli_store import settings_from
+
+    return settings_from(options)
 
 
 @main.command()
@@ -320,21 +319,10 @@ def subscriptions_list(**options: object) -> None:
 
 def _with_store(options: dict[str, object], work: Callable[[TenantAccess], Awaitable[T]]) -> T:
     """Run one use case on the store the options (and environment) name, opened for just that."""
-    import asyncio
-
-    from tenant_access.runtime import open_store_for
+    from tenant_access.cli_store import with_store
     from tenant_access.service import TenantAccess
 
-    store = open_store_for(_settings(options))
-
-    async def run() -> T:
-        await store.open()
-        try:
-            return await work(TenantAccess(store))
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
+    return with_store(options, lambda store: work(TenantAccess(store)))
 
 
 @main.group("master-key")

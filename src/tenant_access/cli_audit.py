@@ -6,15 +6,15 @@ the server stopped or running (SQLite's WAL and PostgreSQL both let them share t
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
 import click
 
+from tenant_access.cli_store import with_store as _with_store
 from tenant_access.domain.retention import Retention, parse_duration
 
 T = TypeVar("T")
@@ -33,23 +33,6 @@ def parse_when(text: str, now: _dt.datetime) -> _dt.datetime:
         raise click.BadParameter(f"{text!r} is neither an ISO time (2026-11-01T12:00:00Z) nor a duration (7d)") \
             from None
     return when if when.tzinfo is not None else when.replace(tzinfo=_dt.UTC)
-
-
-def _with_store(options: dict[str, object], work: Callable[[Any], Awaitable[T]]) -> T:
-    from tenant_access.cli import _settings
-    from tenant_access.runtime import open_store_for
-
-    settings = _settings(options)
-    store = open_store_for(settings)
-
-    async def run() -> T:
-        await store.open()
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 _STORE_OPTIONS = [

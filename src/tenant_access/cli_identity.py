@@ -8,20 +8,19 @@ and a rotated signing key is picked up within a second (its file's modification 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from tenant_access.cli_help import HelpGroup
-from tenant_access.config import Settings
+from tenant_access.cli_store import settings_from as _settings
+from tenant_access.cli_store import with_store as _run
 
 if TYPE_CHECKING:  # the store is loaded only by the commands that use it: `--help` stays fast
     from tenant_access.domain.principals import ServicePrincipal
-    from tenant_access.storage.base import Store
 
 T = TypeVar("T")
 
@@ -35,28 +34,6 @@ def _with_store_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(_store_options):
         command = option(command)
     return command
-
-
-def _settings(options: dict[str, object]) -> Settings:
-    try:
-        return Settings.from_env(None, **options)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _run(options: dict[str, object], action: Callable[[Store], Awaitable[T]]) -> T:
-    from tenant_access.runtime import open_store_for
-
-    store = open_store_for(_settings(options))
-
-    async def run() -> T:
-        await store.open()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 def _describe(principal: ServicePrincipal) -> list[str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenant_access.security.errors import KeyMaterialError
-from tenant_access.security.keyfiles import FILE_MODE, decode_key_text, load_or_create_key_file
+from tenant_access.security.keyfiles import decode_key_text, load_or_create_key_file, replace_atomically
 from tenant_access.security.secret import Secret
 from tenant_access.security.verification_keys import VerificationKey, hmac_key, signing_key_id
 
@@ -101,18 +101,6 @@ def _read_retired_text(path: Path) -> str:
     return path.read_text(encoding="ascii")
 
 
-def _write_private(path: Path, content: bytes) -> None:
-    """Replace ``path`` atomically with a 0600 file: never half-written, never world-readable."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        os.write(fd, content)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def rotate(data_dir: Path, max_lifetime: int, *, now: float | None = None) -> tuple[str, str]:
     """Make a new current signing key; the old one is retired (verify-only). Retired keys whose
     window has closed are dropped from the file. Answers the (old, new) key ids."""
@@ -124,9 +112,9 @@ def rotate(data_dir: Path, max_lifetime: int, *, now: float | None = None) -> tu
     kept.append(RetiredKey(old, moment))
     document = {"keys": [{"key": base64.b64encode(r.secret.reveal()).decode("ascii"), "retired_at": r.retired_at}
                          for r in kept]}
-    _write_private(data_dir / RETIRED_FILE, json.dumps(document).encode("ascii") + b"\n")
+    replace_atomically(data_dir / RETIRED_FILE, json.dumps(document).encode("ascii") + b"\n")
     new = secrets.token_bytes(SIGNING_KEY_BYTES)
-    _write_private(data_dir / SIGNING_KEY_FILE, base64.b64encode(new) + b"\n")
+    replace_atomically(data_dir / SIGNING_KEY_FILE, base64.b64encode(new) + b"\n")
     return signing_key_id(old), signing_key_id(new)
 
 

@@ -1,0 +1,46 @@
+"""What the commands that work on the store itself (not through a server) share: settings from
+flags and environment, and one opening of the store around one piece of work.
+
+``db upgrade``, ``principals``, ``subscriptions``, ``audit export|prune`` and ``master-key`` run
+beside live servers; each opens the store for just its own work and closes it, so it holds no
+connection (or SQLite write lock) longer than it must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from tenant_access.config import Settings
+
+if TYPE_CHECKING:
+    from tenant_access.storage.base import Store
+
+T = TypeVar("T")
+
+
+def settings_from(options: dict[str, object]) -> Settings:
+    """Defaults, ``TENANT_ACCESS_*`` variables, then the given flags; a bad value is a usage error."""
+    try:
+        return Settings.from_env(None, **options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def with_store(options: dict[str, object], work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``work`` on the store the options (and environment) name, opened for just that."""
+    from tenant_access.runtime import open_store_for
+
+    store = open_store_for(settings_from(options))
+
+    async def run() -> T:
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
