@@ -73,7 +73,7 @@ def commands(settings: Settings, *, url: str | None = None, client_id: str | Non
     lines += [
         f"# export {SECRET_VARIABLE}='<client secret>'   (read from the environment, kept out of the history)",
         f"az login --service-principal --tenant {TENANT_ID} --username \"$CLIENT_ID\" "
-        f"--password \"${SECRET_VARIABLE}\"",
+        f"--password=\"${SECRET_VARIABLE}\"",  # "=": a secret may begin with "-"
     ]
     return lines
 

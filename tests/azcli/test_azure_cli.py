@@ -149,3 +149,20 @@ def test_a_principal_of_one_subscription_sees_and_reaches_only_it(
     assert refused.returncode != 0
     assert '{"error":{"code":"AuthorizationFailed"' in refused.stderr.replace(" ", ""), refused.stderr
     assert http.post(f"{OTHER_SVC}/tenant/access/listSecrets?{V}").status_code == 200  # it exists
+
+
+def test_the_printed_sign_in_takes_a_secret_that_begins_with_a_dash(
+        az_python: Path, server: ServerProcess, tmp_path: Path) -> None:
+    """A client secret is random base64url text, so one in 64 begins with "-", which az's argument
+    parser takes for an option unless it is written ``--password=...`` (seen in CI: a sign-in
+    failing at random with "expected one argument")."""
+    from tests.azcli.conftest import create_principal, tenant_access
+
+    az = make_az(az_python, server, tmp_path)
+    client_id, _ = create_principal(server, "reader", "/")
+    recipe = tenant_access("azure-cli", "--api-style", "azure", "--tls", "--port", str(server.port),
+                           "--data-dir", str(server.data_dir), "--client-id", client_id)
+    done = az.script(recipe, "-Not-the-secret")
+    assert "expected one argument" not in done.stderr, done.stderr
+    assert done.returncode != 0  # the secret is wrong: refused by the token endpoint, not by az's parser
+    assert "invalid_client" in done.stderr or "secret is not valid" in done.stderr, done.stderr

@@ -29,7 +29,7 @@ def test_https_recipe_trusts_the_servers_certificate(tmp_path: Path) -> None:
         "az cloud set --name tenant-access",
         "az config set core.instance_discovery=false",
         "CLIENT_ID=abc",
-        f'az login --service-principal --tenant {TENANT_ID} --username "$CLIENT_ID" --password "$AZURE_CLIENT_SECRET"',
+        f'az login --service-principal --tenant {TENANT_ID} --username "$CLIENT_ID" --password="$AZURE_CLIENT_SECRET"',
     ]
     assert not any("NOTE" in line for line in lines)
 
