@@ -64,6 +64,10 @@ class Server:
     port: int = 0
     started_in: float = 0.0
     _token: str = ""
+    #: More ``serve`` flags (``--workers``, ``--max-connections-per-address``).
+    args: list[str] = field(default_factory=list)
+    #: Pin the server to core 0 (the load generator gets core 1); not with several workers.
+    pin: bool = True
 
     @property
     def url(self) -> str:
@@ -71,8 +75,8 @@ class Server:
 
     def start(self) -> Server:
         self.port = _free_port()
-        cmd = [*_pin(0), sys.executable, "-m", "tenant_access", "serve", "--port", str(self.port),
-               "--data-dir", str(self.data_dir), "--log-level", "warning"]
+        cmd = [*(_pin(0) if self.pin else []), sys.executable, "-m", "tenant_access", "serve", "--port",
+               str(self.port), "--data-dir", str(self.data_dir), "--log-level", "warning", *self.args]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TENANT_ACCESS_")}

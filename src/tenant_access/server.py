@@ -58,6 +58,21 @@ def bind(host: str, port: int) -> socket.socket:
         raise SystemExit(2) from None
 
 
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit: every connection holds a file
+    descriptor, and a soft limit of 1,024 (a common default) would refuse the thousandth client
+    with EMFILE however little it asks. Answers the limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # e.g. an infinite hard limit the kernel will not grant as soft
+            return soft
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
@@ -203,6 +218,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         log.warning("auth mode 'emulator': bearer token signatures are NOT checked; use only on a test rig")
     elif settings.auth == "none":
         log.warning("auth mode 'none': every request is served without authentication; use only on a test rig")
+    raise_fd_limit()  # inherited by --workers' workers
     sock = bind(settings.host, settings.port)
     listening = Listening(settings.host, sock.getsockname()[1], "https" if ssl_files else "http")
     if settings.public_url is None:
