@@ -12,8 +12,8 @@ import asyncio
 from pathlib import Path
 
 import httpx
-
 from benchmarks.connections import CAP, burst, keep_alive, raise_fd_limit, server_pids
+
 from tests.conftest import API, SERVICE_BODY, service_path
 from tests.serverproc import ServerProcess
 
