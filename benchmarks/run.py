@@ -64,6 +64,10 @@ class Server:
     port: int = 0
     started_in: float = 0.0
     _token: str = ""
+    #: More ``serve`` flags (``--workers``, ``--max-connections-per-address``).
+    args: list[str] = field(default_factory=list)
+    #: Pin the server to core 0 (the load generator gets core 1); not with several workers.
+    pin: bool = True
 
     @property
     def url(self) -> str:
@@ -71,8 +75,8 @@ class Server:
 
     def start(self) -> Server:
         self.port = _free_port()
-        cmd = [*_pin(0), sys.executable, "-m", "tenant_access", "serve", "--port", str(self.port),
-               "--data-dir", str(self.data_dir), "--log-level", "warning"]
+        cmd = [*(_pin(0) if self.pin else []), sys.executable, "-m", "tenant_access", "serve", "--port",
+               str(self.port), "--data-dir", str(self.data_dir), "--log-level", "warning", *self.args]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TENANT_ACCESS_")}
@@ -426,6 +430,8 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL")
     parser.add_argument("--postgres-url", help="an existing PostgreSQL; default a pgserver in a temp dir")
     parser.add_argument("--scale", type=int, default=100_000, help="services in the store for the scale run")
+    parser.add_argument("--no-instructions", action="store_true",
+                        help="skip the instruction counts (callgrind, about 3 minutes; see benchmarks/instructions.py)")
     args = parser.parse_args()
     if args.quick:
         args.seconds = 2.0
@@ -448,10 +454,18 @@ def main() -> None:
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                "processor": platform.processor() or platform.machine()}
     print(f"\nmachine: {machine}")
+    document: dict[str, Any] = {"machine": machine, "results": results}
+    if not args.no_instructions and shutil.which("valgrind"):
+        from benchmarks.instructions import per_request
+
+        # Instructions per request (in process, callgrind): the figure the machine's noise does not move.
+        document["instructions_per_request"] = per_request()
+        print("instructions per request (callgrind, in process): "
+              + ", ".join(f"{name} {count:,}" for name, count in document["instructions_per_request"].items()))
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"{stamp}.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    (out / f"{stamp}.json").write_text(json.dumps(document, indent=2))
     print(f"\nwritten: benchmarks/results/{stamp}.json")
 
 

@@ -35,6 +35,9 @@ def main() -> None:
 @click.option("--port", type=int, help="TCP port, 0 for any free one. [env TENANT_ACCESS_PORT; default 8700]")
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="Where the store lives. [env TENANT_ACCESS_DATA_DIR; default ~/.local/share/tenant-access]")
+@click.option("--workers", type=click.IntRange(1),
+              help="Server processes sharing the port (one store); a supervising parent restarts any that dies. "
+              "[env TENANT_ACCESS_WORKERS; default 1]")
 @click.option("--database-url", help="Database URL: sqlite:///FILE or postgresql://USER@HOST/DB; default the "
               "SQLite file in the data dir. [env TENANT_ACCESS_DATABASE_URL]")
 @click.option("--migrate/--no-migrate", default=None,

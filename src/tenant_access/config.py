@@ -39,6 +39,8 @@ class Settings:
     port: int = field(default=8700, metadata={"help": "TCP port; 0 picks a free one and prints it"})
     data_dir: Path = field(default_factory=default_data_dir,
                            metadata={"help": "where the SQLite file (and later keys, certificates) live"})
+    workers: int = field(default=1, metadata={
+        "help": "server processes sharing the port, kept running by a supervising parent; 1: one process, no parent"})
     database_url: str | None = field(default=None, metadata={
         "help": "database URL (sqlite:///file or postgresql://...); default: SQLite file in the data dir"})
     migrate: bool = field(default=True, metadata={
@@ -105,6 +107,8 @@ class Settings:
             raise ValueError(f"api style must be one of {', '.join(API_STYLES)}, not {self.api_style!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both a TLS certificate and its key, or neither")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {self.workers}")
         if self.auth not in AUTH_MODES:
             raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if self.metrics not in METRICS_ACCESS:

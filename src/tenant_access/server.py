@@ -58,6 +58,21 @@ def bind(host: str, port: int) -> socket.socket:
         raise SystemExit(2) from None
 
 
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit: every connection holds a file
+    descriptor, and a soft limit of 1,024 (a common default) would refuse the thousandth client
+    with EMFILE however little it asks. Answers the limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # e.g. an infinite hard limit the kernel will not grant as soft
+            return soft
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
@@ -198,15 +213,12 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def serve(settings: Settings, *, demo: bool = False) -> None:
     configure_logging(settings.log_level, settings.log_format)
-    import uvicorn
-
-    from tenant_access.http.app import create_app
-
     ssl_files = tls_files(settings)
     if settings.auth == "emulator":
         log.warning("auth mode 'emulator': bearer token signatures are NOT checked; use only on a test rig")
     elif settings.auth == "none":
         log.warning("auth mode 'none': every request is served without authentication; use only on a test rig")
+    raise_fd_limit()  # inherited by --workers' workers
     sock = bind(settings.host, settings.port)
     listening = Listening(settings.host, sock.getsockname()[1], "https" if ssl_files else "http")
     if settings.public_url is None:
@@ -215,9 +227,16 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         import dataclasses
 
         settings = dataclasses.replace(settings, public_url=listening.url)
+    if settings.workers > 1:
+        from tenant_access import workers as supervisor
+
+        supervisor.supervise(settings, sock, listening, ssl_files, demo=demo)
+        return
     if demo or settings.seed is not None:
         for line in asyncio.run(provision(settings, demo=demo, seed=settings.seed)):
             print(line, flush=True)
+    from tenant_access.http.app import create_app
+
     app = create_app(settings)
     if app.emulator is not None:
         log.warning("emulator controls are on at /_emulator/ (owner only): reset, state, seed, faults")
@@ -225,19 +244,33 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
     def announce() -> None:
         """The "listening" line comes last: a script that waits for it finds everything start-up
         had to say (batched log lines included) already written."""
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        if demo:
-            print(demo_commands(listening.url, ssl_files[0] if ssl_files else None, demo_token(settings)),
-                  flush=True)
-        from tenant_access import served
-
-        served.record(settings.data_dir, listening.url, settings.base_url)
-        print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "
-              f"store: {app.store.describe()})", flush=True)
+        announce_listening(settings, listening, ssl_files, app.store.describe(), demo=demo)
 
     app.on_started = announce
-    server_class = _stopping_server()
+    run_uvicorn(app, settings, sock, ssl_files)
+
+
+def announce_listening(settings: Settings, listening: Listening, ssl_files: tuple[Path, Path] | None,
+                       store: str, *, demo: bool, workers: int = 1) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    if demo:
+        print(demo_commands(listening.url, ssl_files[0] if ssl_files else None, demo_token(settings)), flush=True)
+    from tenant_access import served
+
+    served.record(settings.data_dir, listening.url, settings.base_url)
+    shown = f", workers: {workers}" if workers > 1 else ""
+    print(f"tenant-access listening on {listening.url} (api style: {settings.api_style}, "
+          f"store: {store}{shown})", flush=True)
+
+
+def run_uvicorn(app: Any, settings: Settings, sock: socket.socket, ssl_files: tuple[Path, Path] | None,
+                *, worker: bool = False) -> None:
+    """Serve ``app`` on the bound ``sock`` until a signal; a worker of ``--workers`` says nothing
+    at its stop (its supervisor does)."""
+    import uvicorn
+
+    server_class = _stopping_server(quiet=worker)
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -257,14 +290,14 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         raise SystemExit(130) from None
 
 
-def _stopping_server() -> type[Any]:
+def _stopping_server(*, quiet: bool = False) -> type[Any]:
     import uvicorn
 
     class StoppingServer(uvicorn.Server):
         """Says "stopping" at the first Ctrl-C or SIGTERM: a silent pause reads as a hang."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            if not self.should_exit:
+            if not self.should_exit and not quiet:
                 print("tenant-access: stopping…", flush=True)
             super().handle_exit(sig, frame)
 
