@@ -7,7 +7,6 @@ Statements here use ``?`` placeholders (SQLite's); :func:`pyformat` turns them i
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 from tenant_access.domain.audit import READ_OPERATION, AuditEvent, AuditKind, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError
 from tenant_access.domain.keys import id_floor
-from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, KeySlot, Secrets, Service, ServiceRef
+from tenant_access.domain.models import AccessConfig, AccessName, KeySlot, Secrets, Service, ServiceRef
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.memo import Memo
 
@@ -34,8 +33,6 @@ class _Cipher(Protocol):
 
 def ts(value: _dt.datetime) -> str:
     """Timestamps are stored as fixed-width UTC text, so they sort and compare as strings."""
-    if value.tzinfo is _dt.UTC:  # the usual case (utcnow), in one call: "...+00:00" becomes "...Z"
-        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     return value.astimezone(_dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
@@ -101,18 +98,6 @@ def config_from_row(row: Sequence[Any]) -> AccessConfig:
         ServiceRef(row[0], row[1], row[2]), AccessName(row[3]), row[4], bool(row[5]), row[6],
         parse_ts(row[7]), parse_ts(row[8]), row[9], parse_ts(row[10]), row[11], parse_ts(row[12]),
     )
-
-
-def changed_config(config: AccessConfig, change: AccessChange) -> AccessConfig:
-    """The configuration as ``change`` leaves it: what reading it back in the same transaction
-    gives, timestamps included (they go through their stored text), without the query."""
-    fields: dict[str, Any] = {"principal_id": change.principal_id, "enabled": change.enabled, "etag": change.etag,
-                              "updated_at": parse_ts(ts(change.updated_at))}
-    for version in change.new_versions:
-        prefix = "primary" if version.slot is KeySlot.PRIMARY else "secondary"
-        fields[f"{prefix}_version_id"] = version.id
-        fields[f"{prefix}_created_at"] = parse_ts(ts(version.created_at))
-    return dataclasses.replace(config, **fields)
 
 
 def aad(service_id: str, name: AccessName, slot: KeySlot, version_id: str) -> bytes:

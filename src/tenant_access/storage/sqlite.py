@@ -1,25 +1,18 @@
 """The embedded SQLite store.
 
-There is one write connection. The writes of one turn of the event loop (and the next) run on the
-loop itself, in one ``BEGIN IMMEDIATE`` transaction (each in its own savepoint, so one failing
-write cannot undo another), committed once with ``synchronous=NORMAL``: the commit writes the log
-but does not wait for the disk. A write that must be durable (a rotation, any change) is answered
-only after an fsync of the log that began after its commit; one fsync thread runs them one after
-another, each covering every commit made before it began, while the loop goes on committing the
-next writes (group commit, pipelined). This is what ``synchronous=FULL`` guarantees, without making
-a thread run every statement: a writer thread doing the statements waited for the interpreter lock
-at each of them while the loop was busy (a rotation at 8 connections spent about as long waiting
-for it as in its fsync). An answer that may have read a commit whose fsync is still running (a
-listSecrets after a rotation) also waits for that fsync, so no client is told a key that a power
-failure could take back.
+Writes go through one writer thread that owns the only write connection. It takes every write
+waiting in its queue, runs them in one ``BEGIN IMMEDIATE`` transaction (each in its own savepoint,
+so one failing write cannot undo another) and commits once: with ``synchronous=FULL`` the fsync is
+the cost of a write, and sharing it between concurrent requests is what lets durable rotations keep
+up with the HTTP layer (group commit). A request is answered only after the commit that holds its
+write returned.
 
-When another process holds the write lock, the loop does not wait for it: its writes go to the
-writer thread, which waits (busy timeout) and commits with ``synchronous=FULL``; so do writes from
-another event loop.
-
-Writes that need no fsync (the audit records of secret reads and refused requests) are answered
-after their commit, with no fsync of their own unless they may have read an unsynced change. While
-the writer thread writes, the loop's writes wait for its call-back.
+Writes that need no fsync (the audit records of secret reads and refused requests) skip that
+handoff when they can: the event loop commits them itself, on the same connection, gathering those
+of one loop iteration (and the next) into one transaction, whenever the writer thread is idle; they
+wait for its call-back while it writes, and join its queue while another process holds the write
+lock. They are still committed before anyone is answered. Waking a thread and trading the
+interpreter lock with it cost several times more than such a commit.
 
 Reads run on the caller's thread against a separate connection; WAL mode gives them a consistent
 snapshot without blocking the writer.
@@ -76,7 +69,6 @@ from tenant_access.storage.sql import (
     OpenedKeys,
     audit_args,
     audit_sql,
-    changed_config,
     count_sql,
     delete_sql,
     principal_from_row,
@@ -124,19 +116,6 @@ class _Job:
         self.future: asyncio.Future[Any] = loop.create_future()
 
 
-def _deliver_all(answers: list[tuple[_Job, BaseException | None, Any]]) -> None:
-    for job, error, result in answers:
-        _deliver(job.future, error, result)
-
-
-def _open_log(path: Path) -> int:
-    """A descriptor of the database's write-ahead log, for fsyncing it (any descriptor of a file
-    flushes all of it). The log exists while any connection is open, and ours are, so this one
-    file is the log for as long as the store is open; it is created here (private, like the
-    database) if SQLite has not made it yet."""
-    return os.open(path.with_name(path.name + "-wal"), os.O_RDONLY | os.O_CREAT, 0o600)
-
-
 def _deliver(future: asyncio.Future[Any], error: BaseException | None, result: Any) -> None:
     if future.done():
         return
@@ -177,16 +156,6 @@ class SqliteStore:
         self._on_loop: list[_Job] = []
         #: Set by the event loop when it found the writer busy: the writer calls it back when done.
         self._call_back = False
-        #: Group commit on the loop: its log file, the thread that fsyncs it, whether a commit was
-        #: made since the last fsync began, the answers waiting for the next fsync and for the one
-        #: running (see _after_commit).
-        self._log_fd = -1
-        self._fsync: threading.Thread | None = None
-        self._fsync_requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-        self._unsynced = False
-        self._syncing = False
-        self._next_sync: list[tuple[_Job, BaseException | None, Any]] = []
-        self._this_sync: list[tuple[_Job, BaseException | None, Any]] = []
 
     def describe(self) -> str:
         return f"sqlite {self.path}"
@@ -213,22 +182,10 @@ class SqliteStore:
         self._reader = _connect(self.path)
         self._conn = writer
         self._loop = asyncio.get_running_loop()
-        self._log_fd = _open_log(self.path)
-        self._fsync = threading.Thread(target=self._run_fsync, args=(self._loop,), name="sqlite-fsync", daemon=True)
-        self._fsync.start()
         self._thread = threading.Thread(target=self._run_writer, args=(writer,), name="sqlite-writer", daemon=True)
         self._thread.start()
 
     async def close(self) -> None:
-        while self._syncing or self._next_sync:  # answers waiting for an fsync get it first
-            await asyncio.sleep(0.001)
-        if self._fsync is not None:
-            self._fsync_requests.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, self._fsync.join, 10)
-            self._fsync = None
-        if self._log_fd >= 0:
-            os.close(self._log_fd)
-            self._log_fd = -1
         if self._thread is not None:
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
@@ -262,11 +219,8 @@ class SqliteStore:
                     outcomes = self._transaction(conn, batch, on_loop=False)
                 self._wake_loop()
                 assert outcomes is not None  # only the event loop's transactions are ever declined
-                loops = {job.loop for job in batch}
-                for loop in loops:  # one wake-up of each loop for the whole batch
-                    answers = [(job, *outcome) for job, outcome in zip(batch, outcomes, strict=True)
-                               if job.loop is loop]
-                    loop.call_soon_threadsafe(_deliver_all, answers)
+                for job, (error, result) in zip(batch, outcomes, strict=True):
+                    job.loop.call_soon_threadsafe(_deliver, job.future, error, result)
         finally:
             with self._writing:
                 self._conn = None
@@ -294,13 +248,17 @@ class SqliteStore:
         outcomes: list[tuple[BaseException | None, Any]] = []
         try:
             # A batch of only secret-read and refusal records commits without fsync (it is still
-            # committed before anyone is answered, so a process crash loses none of it); the writer
-            # thread fsyncs a batch with a change in it as it commits, the loop just after.
-            durable = any(job.durable for job in batch)
-            sync = "FULL" if durable and not on_loop else "NORMAL"
-            if durable:
+            # committed before anyone is answered, so a process crash loses none of it); any batch
+            # with a change in it is fsynced, which also makes every earlier commit durable.
+            sync = "FULL" if any(job.durable for job in batch) else "NORMAL"
+            if sync == "FULL":
                 self._changes += 1  # may change keys: see _written_cache
-            self._use(conn, (sync, 0 if on_loop else BUSY_TIMEOUT_MS))
+            wanted = (sync, 0 if on_loop else BUSY_TIMEOUT_MS)
+            if wanted != self._settings:
+                for name, value, now in zip(("synchronous", "busy_timeout"), wanted, self._settings, strict=True):
+                    if value != now:
+                        conn.execute(f"PRAGMA {name}={value}")
+                self._settings = wanted
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -345,14 +303,6 @@ class SqliteStore:
             outcomes = [(failure, None)] * len(batch)
         return outcomes
 
-    def _use(self, conn: sqlite3.Connection, wanted: tuple[str, int]) -> None:
-        """The write connection's synchronous mode and busy timeout, set when they change."""
-        if wanted != self._settings:
-            for name, value, now in zip(("synchronous", "busy_timeout"), wanted, self._settings, strict=True):
-                if value != now:
-                    conn.execute(f"PRAGMA {name}={value}")
-            self._settings = wanted
-
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True,
                      one_statement: bool = False) -> T:
         """``fn`` run in a write transaction; answered after its commit. Not cancelled with the
@@ -361,7 +311,7 @@ class SqliteStore:
             raise ServiceUnavailable("The store is not open.")
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop, durable, one_statement)
-        if loop is not self._loop:
+        if durable or loop is not self._loop:
             self._queue.put(job)
         else:
             self._on_loop.append(job)
@@ -398,59 +348,8 @@ class SqliteStore:
             self._on_loop = batch + self._on_loop
             self._hand_over()
             return
-        self._after_commit([(job, *outcome) for job, outcome in zip(batch, outcomes, strict=True)])
-
-    def _after_commit(self, answers: list[tuple[_Job, BaseException | None, Any]]) -> None:
-        """Answer the jobs of a transaction the loop committed, once what they wrote or read is durable.
-
-        A commit with a change in it waits for the next fsync to begin (and end). One without may
-        still have read a change whose fsync has not ended: it waits for the next fsync when a
-        change was committed since the running one began, for the running one otherwise, and
-        is answered at once when no fsync is due."""
-        if any(job.durable and error is None for job, error, _ in answers):
-            self._unsynced = True
-        if self._unsynced:
-            self._next_sync.extend(answers)
-            self._start_sync()
-        elif self._syncing:
-            self._this_sync.extend(answers)
-        else:
-            _deliver_all(answers)
-
-    def _start_sync(self) -> None:
-        if self._syncing or not self._next_sync or self._loop is None or self._fsync is None:
-            return
-        self._this_sync, self._next_sync = self._next_sync, []
-        self._unsynced = False
-        self._syncing = True
-        self._fsync_requests.put(self._log_fd)
-
-    def _run_fsync(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The fsync thread: one ``fdatasync`` of the log per request (what SQLite itself calls
-        with ``synchronous=FULL``), its outcome handed back to the loop."""
-        while True:
-            fd = self._fsync_requests.get()
-            if fd is None:
-                return
-            failed: OSError | None = None
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                failed = exc
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(self._synced, failed)
-
-    def _synced(self, failed: OSError | None) -> None:
-        answers, self._this_sync = self._this_sync, []
-        self._syncing = False
-        if failed is not None:
-            # Committed but maybe not on disk: the outcome is unknown, as when a connection drops
-            # during COMMIT. Never answered as a success.
-            log.error("fsync of the database log failed: %s: %s", type(failed).__name__, failed)
-            error = ServiceUnavailable("The change could not be made durable; read the current state before retrying.")
-            answers = [(job, error if job.durable else job_error, result) for job, job_error, result in answers]
-        _deliver_all(answers)
-        self._start_sync()
+        for job, (error, result) in zip(batch, outcomes, strict=True):
+            _deliver(job.future, error, result)
 
     def _hand_over(self) -> None:
         batch, self._on_loop = self._on_loop, []
@@ -828,7 +727,8 @@ class SqliteStore:
             if idempotency is not None:
                 conn.execute(idem.INSERT, idem.insert_args(idempotency, current, change))
                 conn.execute(idem.PURGE, idem.purge_args(idempotency))
-            return changed_config(current.config, change)
+            fresh = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
+            return _config(fresh)
 
         return await self._write(tx)
 
