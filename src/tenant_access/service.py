@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tenant_access.clock import Clock
 from tenant_access.domain import access, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
@@ -22,7 +23,6 @@ from tenant_access.domain.idempotency import (
     check_replay,
     principal_key,
 )
-from tenant_access.domain.keys import utcnow
 from tenant_access.domain.models import (
     AccessChange,
     AccessConfig,
@@ -56,11 +56,13 @@ def _target(ref: ServiceRef, name: AccessName | None = None) -> str:
 @dataclass
 class TenantAccess:
     store: Store
+    #: "Now" for every change: the emulator can move it (see :mod:`tenant_access.clock`).
+    clock: Clock = dataclasses.field(default_factory=Clock)
 
     # -- services --------------------------------------------------------------------------------
 
     async def put_service(self, actor: Actor, ref: ServiceRef, spec: ServiceSpec) -> ServicePlan:
-        now = utcnow()
+        now = self.clock.now()
 
         def decide(existing: Service | None) -> ServicePlan:
             plan = services.plan(existing, ref, spec, now)
@@ -124,7 +126,7 @@ class TenantAccess:
     async def replace_access(
         self, actor: Actor, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object]
     ) -> AccessConfig:
-        now = utcnow()
+        now = self.clock.now()
         return await self._modify(actor, "access.create", ref, name,
                                   lambda current: access.replace(current, if_match, fields, now))
 
@@ -134,7 +136,7 @@ class TenantAccess:
     ) -> AccessConfig:
         """``status`` is what the client will be answered, for the audit record (204 for an older
         api-version's PATCH in Azure mode)."""
-        now = utcnow()
+        now = self.clock.now()
         return await self._modify(actor, "access.update", ref, name,
                                   lambda current: access.update(current, if_match, fields, now), status=status)
 
@@ -150,7 +152,7 @@ class TenantAccess:
         format answers a rotation with (200 in the seed format, 204 in Azure's): the audit record
         must say what the client received.
         """
-        now = utcnow()
+        now = self.clock.now()
         outcome: list[tuple[str, AccessChange]] = []
 
         def decide(current: Secrets) -> AccessChange:

@@ -58,7 +58,11 @@ class App:
         self.settings = settings
         self.public_url = settings.base_url
         self.store = store
-        self.use_cases = TenantAccess(store)
+        from tenant_access.clock import Clock
+
+        #: The one "now" of key lifecycle (policies, expiry, usage, SAS expiry); see clock.py.
+        self.clock = Clock()
+        self.use_cases = TenantAccess(store, self.clock)
         self.wire = _wire(settings.api_style)
         self.metrics = Metrics(api_style=settings.api_style, auth=settings.auth)
         routes = list(ROUTES)
@@ -85,6 +89,7 @@ class App:
         from tenant_access.http import auth
 
         self.auth = auth.build(settings, store)
+        self.auth.clock = self.clock
         self.auth.on_failure = self.metrics.auth_failure
         from tenant_access.audit_trail import RetentionTask
         from tenant_access.refusals import RefusalSummaries

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tenant_access.clock import Clock
 from tenant_access.config import Settings
 from tenant_access.domain.errors import AuthenticationFailed, FieldError, Forbidden, TooManyRequests, ValidationFailed
 from tenant_access.domain.models import AccessName, ServiceRef
@@ -101,6 +102,8 @@ class Authenticator:
     max_sas_lifetime: _dt.timedelta | None = None
     #: Client-secret verifications (scrypt) at the token endpoint: bounded, one at a time per address.
     sign_ins: VerificationGate = field(default_factory=VerificationGate)
+    #: "Now" for shared access signatures (their expiry, the keys' expiry): the emulator can move it.
+    clock: Clock = field(default_factory=Clock)
 
     async def authenticate(self, request: Request, route: Route, params: dict[str, str]) -> Principal:
         if request.repeats("authorization"):
@@ -223,7 +226,7 @@ class Authenticator:
         # Cached: the store drops an entry as soon as it learns of a change (see Store.get_secrets_cached).
         secrets = await self.store.get_secrets_cached(ref, AccessName.ACCESS)
         self._admit(request)
-        now = _dt.datetime.now(_dt.UTC)
+        now = self.clock.now()
         if secrets is None or not secrets.config.enabled:
             # The checks that need no key first, as for a service that exists: a malformed or expired
             # signature fails for the same reason whether or not the service is there.

@@ -65,6 +65,10 @@ EMULATOR_OPERATIONS: frozenset[str] = frozenset({
     "emulator.faults.get",
     "emulator.faults.put",
     "emulator.faults.delete",
+    "emulator.clock.get",
+    "emulator.clock.set",
+    "emulator.clock.advance",
+    "emulator.clock.delete",
 })
 
 #: Which operation names (the router's ``Route.operation``) each role may call. Data rather than

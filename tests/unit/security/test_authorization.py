@@ -40,7 +40,8 @@ EXPECTED = {
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
         "services.create_or_update", "services.delete", "access.create", "access.update", "audit.list",
         "emulator.reset", "emulator.state", "emulator.seed", "emulator.faults.get", "emulator.faults.put",
-        "emulator.faults.delete",
+        "emulator.faults.delete", "emulator.clock.get", "emulator.clock.set", "emulator.clock.advance",
+        "emulator.clock.delete",
     },
 }
 
