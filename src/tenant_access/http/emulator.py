@@ -191,7 +191,8 @@ def _clock_time(body: Any) -> _dt.datetime:
     if isinstance(body, dict):
         unknown = sorted(set(body) - {"now"})
         if unknown:
-            raise ValidationFailed("Only 'now' may be set.", details=[FieldError(f"body.{unknown[0]}", "unknown field")])
+            raise ValidationFailed("Only 'now' may be set.",
+                                   details=[FieldError(f"body.{unknown[0]}", "unknown field")])
     try:
         if not isinstance(raw, str):
             raise ValueError(raw)
