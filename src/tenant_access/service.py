@@ -37,8 +37,10 @@ from tenant_access.domain.models import (
 )
 from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
+from tenant_access.domain.usage import KeyUsage, SlotUsage
 from tenant_access.security.authorization import covers, reaches
 from tenant_access.storage.base import Store
+from tenant_access.usage import FLUSH_SECONDS, UsageRecorder
 
 
 def _service_missing(ref: ServiceRef) -> NotFound:
@@ -58,6 +60,8 @@ class TenantAccess:
     store: Store
     #: "Now" for every change: the emulator can move it (see :mod:`tenant_access.clock`).
     clock: Clock = dataclasses.field(default_factory=Clock)
+    #: Key usage counted by this process and not yet written (None: only what is stored).
+    usage: UsageRecorder | None = None
 
     # -- services --------------------------------------------------------------------------------
 
@@ -204,6 +208,23 @@ class TenantAccess:
             return await self.store.modify_access(ref, name, audited, idempotency=idempotency)
         except NotFound:
             raise _service_missing(ref) from None
+
+    # -- key lifecycle (issue 14) ----------------------------------------------------------------
+
+    async def key_usage(self, ref: ServiceRef, name: AccessName) -> KeyUsage:
+        """Both current key versions with their use: what the store holds from every replica, plus
+        this process's counts that are not written yet."""
+        config = await self.get_access(ref, name)
+        ids = [config.primary_version_id, config.secondary_version_id]
+        found = (await self.usage.usage(ids) if self.usage is not None
+                 else await self.store.get_key_usage(ids))
+        keys = []
+        for slot, vid, created in ((KeySlot.PRIMARY, ids[0], config.primary_created_at),
+                                   (KeySlot.SECONDARY, ids[1], config.secondary_created_at)):
+            used = found.get(vid)
+            keys.append(SlotUsage(slot, vid, created, used.last_used if used else None, used.uses if used else 0))
+        return KeyUsage(config, (keys[0], keys[1]), self.clock.now(),
+                        self.usage.every if self.usage is not None else FLUSH_SECONDS)
 
     # -- audit -----------------------------------------------------------------------------------
 

@@ -62,7 +62,11 @@ class App:
 
         #: The one "now" of key lifecycle (policies, expiry, usage, SAS expiry); see clock.py.
         self.clock = Clock()
-        self.use_cases = TenantAccess(store, self.clock)
+        from tenant_access.usage import UsageRecorder
+
+        #: Uses of each key version, counted in memory and written in batches (usage.py).
+        self.usage = UsageRecorder(store)
+        self.use_cases = TenantAccess(store, self.clock, self.usage)
         self.wire = _wire(settings.api_style)
         self.metrics = Metrics(api_style=settings.api_style, auth=settings.auth)
         routes = list(ROUTES)
@@ -90,6 +94,10 @@ class App:
 
         self.auth = auth.build(settings, store)
         self.auth.clock = self.clock
+        self.auth.usage = self.usage
+        from tenant_access.usage import UsageCollector
+
+        self.metrics.registry.register(UsageCollector(self.usage))
         self.auth.on_failure = self.metrics.auth_failure
         from tenant_access.audit_trail import RetentionTask
         from tenant_access.refusals import RefusalSummaries
@@ -109,6 +117,7 @@ class App:
             self._opened = True
             self.refusals.start()
             self.retention.start()
+            self.usage.start()
             self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
@@ -116,6 +125,7 @@ class App:
     async def shutdown(self) -> None:
         if self._opened:
             await self.retention.stop()
+            await self.usage.stop()  # the last counts, before the store closes
             await self.refusals.stop()  # the last counts, before the store closes
             await self.store.close()
             self._opened = False

@@ -44,6 +44,7 @@ from tenant_access.security.limits import FailureLimiter, RateLimiter
 from tenant_access.security.signing_keys import SigningKeyring
 from tenant_access.security.tokens import TokenVerifier, Verified
 from tenant_access.storage.base import Store
+from tenant_access.usage import UsageRecorder
 
 log = logging.getLogger("tenant_access.auth")
 
@@ -104,6 +105,8 @@ class Authenticator:
     sign_ins: VerificationGate = field(default_factory=VerificationGate)
     #: "Now" for shared access signatures (their expiry, the keys' expiry): the emulator can move it.
     clock: Clock = field(default_factory=Clock)
+    #: Told of every accepted signature's key version (key usage, issue 14); ``None``: not counted.
+    usage: UsageRecorder | None = None
 
     async def authenticate(self, request: Request, route: Route, params: dict[str, str]) -> Principal:
         if request.repeats("authorization"):
@@ -237,6 +240,8 @@ class Authenticator:
         if (remembered is not None and remembered.service == ref.key and remembered.uid == config.principal_id
                 and remembered.version_id in (config.primary_version_id, config.secondary_version_id)
                 and now < remembered.expiry):
+            if self.usage is not None:
+                self.usage.record(remembered.version_id, now)
             return remembered.principal
         token = sas.parse_sas(value)
         sas.check_expiry(token, now, max_lifetime=self.max_sas_lifetime)
@@ -252,6 +257,8 @@ class Authenticator:
         if len(self._signatures) >= VERIFIED_TOKENS:
             self._signatures.pop(next(iter(self._signatures)))
         self._signatures[value] = _VerifiedSignature(ref.key, token.uid, version_id, token.expiry, principal)
+        if self.usage is not None:
+            self.usage.record(version_id, now)
         return principal
 
     def authorize(self, principal: Principal, route: Route, request: Request) -> None:

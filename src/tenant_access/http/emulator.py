@@ -247,6 +247,7 @@ class Emulator:
             await app.store.reset()
             app.refusals.forget()  # their records are gone with the rest
             faults.clear()
+            app.usage.forget()  # counts of keys that are gone
             app.clock.reset()  # a reset state starts at real time: no test inherits another's moved clock
             log.info("emulator reset by %s (request %s): every service, key and audit record was deleted",
                         ctx.actor.principal, ctx.actor.request_id)

@@ -179,6 +179,12 @@ async def git_regenerate_secondary_key(ctx: Context) -> Outcome:
     return await _regenerate(ctx, AccessName.GIT, KeySlot.SECONDARY)
 
 
+async def key_usage(ctx: Context) -> Outcome:
+    """Our extension: when each of the two keys was last used, and how often (issue 14)."""
+    ref, name = _access_target(ctx)
+    return Outcome("key_usage", await ctx.app.key_usage(ref, name))
+
+
 #: RFC 3339 ``date-time`` (what the OpenAPI documents promise): a time zone is required.
 _RFC3339 = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
@@ -246,6 +252,8 @@ ROUTES: tuple[Route, ...] = (
           git_regenerate_primary_key, "Regenerate the primary key of the gitAccess configuration"),
     Route("access.git_regenerate_secondary_key", "POST", ACCESS + "/git/regenerateSecondaryKey",
           git_regenerate_secondary_key, "Regenerate the secondary key of the gitAccess configuration"),
+    Route("access.key_usage", "GET", ACCESS + "/keyUsage", key_usage,
+          "When each key was last used to authenticate (to the minute) and how often (our extension)"),
     Route("audit.list", "GET", SERVICE + "/auditEvents", list_audit_events,
           "List the audit records of a service (filters: operation, kind (changes, reads, refusals), since, "
           "until; paging: $top, $skip)"),

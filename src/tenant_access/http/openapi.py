@@ -92,6 +92,20 @@ SCHEMAS["Secrets"] = {
     "required": [*SCHEMAS["AccessConfiguration"]["required"], "primary_key", "secondary_key"],
 }
 
+SCHEMAS["KeyUsage"] = _obj({
+    "id": STR, "access_name": {"type": "string", "enum": ["access", "gitAccess"]}, "service_name": STR,
+    "resource_group": STR, "subscription_id": STR, "as_of": TS,
+    "flush_interval_seconds": {"type": "number",
+                               "description": "How far behind other replicas' uses the figures may be"},
+    "keys": {"type": "array", "minItems": 2, "maxItems": 2, "items": _obj({
+        "slot": {"type": "string", "enum": ["primary", "secondary"]}, "version_id": STR, "created_at": TS,
+        "last_used_at": {"anyOf": [TS, {"type": "null"}], "description": "To the minute; null: never used"},
+        "use_count": {"type": "integer", "minimum": 0},
+        "unused_for": {"type": "string", "description": "ISO 8601 duration since the last use (or creation)"},
+        "expires_at": {"anyOf": [TS, {"type": "null"}], "description": "null: the key does not expire"},
+    })},
+})
+
 PARAMETERS: dict[str, Any] = {
     "subscriptionId": {"name": "subscriptionId", "in": "path", "required": True,
                        "schema": {"type": "string", "format": "uuid"}},
@@ -128,6 +142,7 @@ SUCCESS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "access.git_regenerate_primary_key": ("200", {"$ref": "#/components/schemas/KeyVersion"}),
     "access.git_regenerate_secondary_key": ("200", {"$ref": "#/components/schemas/KeyVersion"}),
     "audit.list": ("200", {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}),
+    "access.key_usage": ("200", {"$ref": "#/components/schemas/KeyUsage"}),
 }
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -174,8 +189,8 @@ def _operation(route: Route) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Success"}
     if data is not None:
         ok["content"] = {"application/json": {"schema": _envelope(data)}}
-    if route.operation.startswith("access.") and route.operation not in ("access.list",) and "regenerate" not in \
-            route.operation:
+    if route.operation.startswith("access.") and route.operation not in ("access.list", "access.key_usage") \
+            and "regenerate" not in route.operation:
         ok["headers"] = _ETAG
     responses: dict[str, Any] = {status: ok}
     if route.operation == "services.create_or_update":

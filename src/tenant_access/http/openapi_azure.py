@@ -78,6 +78,17 @@ SCHEMAS: dict[str, Any] = {
         "detail": {"type": ["string", "null"]},
         "count": {"type": "integer", "minimum": 1},
     }),
+    "KeyUsage": _obj({
+        "id": STR, "type": {"const": "Microsoft.ApiManagement/service/tenant/keyUsage"}, "name": {"const": "keyUsage"},
+        "properties": _obj({
+            "asOf": TIME, "flushIntervalSeconds": {"type": "number"},
+            "keys": {"type": "array", "minItems": 2, "maxItems": 2, "items": _obj({
+                "slot": {"type": "string", "enum": ["primary", "secondary"]}, "keyVersionId": STR, "createdAt": TIME,
+                "lastUsedAt": {"anyOf": [TIME, {"type": "null"}]}, "useCount": {"type": "integer", "minimum": 0},
+                "unusedFor": STR, "expiresAt": {"anyOf": [TIME, {"type": "null"}]},
+            })},
+        }),
+    }),
     "AuditEventList": _obj({
         "value": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}, "nextLink": STR,
     }, required=["value"]),
@@ -151,6 +162,7 @@ SUCCESS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
     "access.git_regenerate_secondary_key": {"204": ("Regenerated", None, False)},
     "audit.list": {"200": ("Audit records (our extension, in Resource Manager's list envelope)", "AuditEventList",
                            False)},
+    "access.key_usage": {"200": ("When each key was last used, and how often (our extension)", "KeyUsage", False)},
 }
 
 

@@ -41,6 +41,7 @@ READ_OPERATIONS: frozenset[str] = frozenset({
     "access.list",
     "access.get",
     "access.get_entity_tag",
+    "access.key_usage",
 })
 KEY_OPERATIONS: frozenset[str] = frozenset({
     "access.list_secrets",

@@ -19,6 +19,7 @@ from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage.census import KeyCensus
+from tenant_access.storage.usage import Usage, UsageRow
 
 
 class Cipher(Protocol):
@@ -153,6 +154,16 @@ class Store(Protocol):
         change by another process), within milliseconds on PostgreSQL (``LISTEN/NOTIFY``), and never
         used for more than a second while the PostgreSQL listener is down. ``listSecrets`` never uses it.
         """
+        ...
+
+    async def add_key_usage(self, rows: Sequence[UsageRow]) -> None:
+        """Add one batch of key uses (a replica's flush), in one transaction, not flushed to disk:
+        counts add up and last-used times only move forward, whatever other replicas write. A row
+        of a key version that no longer exists is skipped."""
+        ...
+
+    async def get_key_usage(self, version_ids: Sequence[str]) -> dict[str, Usage]:
+        """The stored usage of these key versions (those never used are absent)."""
         ...
 
     async def modify_access(

@@ -56,6 +56,7 @@ from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
+from tenant_access.storage import usage as usage_sql
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
@@ -535,7 +536,8 @@ class PostgresStore:
 
     async def reset(self) -> None:
         async def tx(conn: Conn) -> None:
-            for table in ("access_configs", "key_versions", "services", "audit_events", "idempotency_keys"):
+            for table in ("rotation_policies", "key_usage", "access_configs", "key_versions", "services",
+                          "audit_events", "idempotency_keys"):
                 await conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, RESET_NOTIFICATION))
 
@@ -552,6 +554,7 @@ class PostgresStore:
             )
             if row is None:
                 return None
+            await self._exec(conn, "DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             await self._exec(conn, "DELETE FROM services WHERE id = ?", (row[0],))
             await self._exec(conn, AUDIT_INSERT, audit_args(audit))
             await self._notify(conn, ref, None, None)
@@ -587,6 +590,28 @@ class PostgresStore:
                 await cur.executemany(pyformat(AUDIT_ADD_COUNT), [(n, record_id) for record_id, n in counts])
 
         await self._write(tx)
+
+    # -- key usage (issue 14) --------------------------------------------------------------------
+
+    async def add_key_usage(self, rows: Sequence[usage_sql.UsageRow]) -> None:
+        """Not flushed to disk (``synchronous_commit off``): usage is batched and may lose the last
+        flush anyway; rows are locked in version order, so concurrent replicas cannot deadlock."""
+        if not rows:
+            return
+        args = usage_sql.upsert_args(rows)
+
+        async def tx(conn: Conn) -> None:
+            await conn.execute("SET LOCAL synchronous_commit TO off")
+            async with conn.cursor() as cur:
+                await cur.executemany(pyformat(usage_sql.UPSERT), args)
+
+        await self._write(tx)
+
+    async def get_key_usage(self, version_ids: Sequence[str]) -> dict[str, usage_sql.Usage]:
+        if not version_ids:
+            return {}
+        sql = usage_sql.select_sql(len(version_ids))
+        return usage_sql.from_rows(await self._read(lambda conn: self._all(conn, sql, tuple(version_ids))))
 
     async def scan_audit(self, scan: AuditScan) -> list[AuditEvent]:
         sql, args = scan_sql(scan)

@@ -53,6 +53,7 @@ from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
+from tenant_access.storage import usage as usage_sql
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
@@ -435,7 +436,8 @@ class SqliteStore:
 
     async def reset(self) -> None:
         def tx(conn: sqlite3.Connection) -> None:
-            for table in ("access_configs", "key_versions", "services", "audit_events", "idempotency_keys"):
+            for table in ("rotation_policies", "key_usage", "access_configs", "key_versions", "services",
+                          "audit_events", "idempotency_keys"):
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
 
         await self._write(tx)
@@ -449,6 +451,7 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return None
+            conn.execute("DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             conn.execute("DELETE FROM services WHERE id = ?", (row[0],))
             _insert_audit(conn, audit)
             return _service(row[1:])
@@ -588,6 +591,19 @@ class SqliteStore:
     async def delete_principal(self, client_id: str) -> bool:
         count: int = await self._write(lambda conn: conn.execute(PRINCIPAL_DELETE, (client_id,)).rowcount)
         return count > 0
+
+    # -- key usage (issue 14) --------------------------------------------------------------------
+
+    async def add_key_usage(self, rows: Sequence[usage_sql.UsageRow]) -> None:
+        if rows:
+            args = usage_sql.upsert_args(rows)
+            await self._write(lambda conn: conn.executemany(usage_sql.UPSERT, args), durable=False)
+
+    async def get_key_usage(self, version_ids: Sequence[str]) -> dict[str, usage_sql.Usage]:
+        if not version_ids:
+            return {}
+        sql = usage_sql.select_sql(len(version_ids))
+        return usage_sql.from_rows(self._read(lambda c: c.execute(sql, tuple(version_ids)).fetchall()))
 
     # -- access configurations -------------------------------------------------------------------
 
