@@ -9,11 +9,12 @@ transaction as the change itself.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenant_access.clock import Clock
-from tenant_access.domain import access, services, subscriptions
+from tenant_access.domain import access, rotation, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
 from tenant_access.domain.idempotency import (
@@ -146,7 +147,7 @@ class TenantAccess:
 
     async def regenerate_key(
         self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName, slot: KeySlot,
-        idempotency_key: str | None = None, *, status: int = 200,
+        idempotency_key: str | None = None, *, status: int = 200, if_unused_for: _dt.timedelta | None = None,
     ) -> Rotation:
         """The seed operation (with ``slot=SECONDARY``) and its three siblings.
 
@@ -158,8 +159,12 @@ class TenantAccess:
         """
         now = self.clock.now()
         outcome: list[tuple[str, AccessChange]] = []
+        # ?ifUnusedFor=: usage read first, checked against the locked state (domain/rotation.py).
+        usage = await self.key_usage(ref, name) if if_unused_for is not None else None
 
         def decide(current: Secrets) -> AccessChange:
+            if usage is not None and if_unused_for is not None:
+                rotation.check_unused(current, slot, usage, if_unused_for, now)
             change = access.regenerate(current, slot, now)
             outcome.append((current.config.version_id(slot), change))
             return change

@@ -25,6 +25,7 @@ from tenant_access.client._models import (
     AccessRef,
     AuditEvent,
     KeySlot,
+    KeyUsage,
     KeyVersion,
     Secrets,
     Service,
@@ -190,11 +191,20 @@ class Protocol:
         data, style = self._data(response)
         return wire.secrets(response, data, style, target.access_name)
 
-    def regenerate(self, target: AccessRef, slot: KeySlot, *, git: bool = False) -> Op[KeyVersion]:
+    def regenerate(self, target: AccessRef, slot: KeySlot, *, git: bool = False,
+                   if_unused_for: str | None = None) -> Op[KeyVersion]:
         suffix = ("/git" if git else "") + ("/regeneratePrimaryKey" if slot == "primary" else "/regenerateSecondaryKey")
-        response = yield self._call("POST", access_path(target) + suffix)
+        call = self._call("POST", access_path(target) + suffix)
+        if if_unused_for is not None:
+            call.params["ifUnusedFor"] = if_unused_for
+        response = yield call
         body, style = self._read(response)
         return wire.key_version(response, body, style, slot, "gitAccess" if git else target.access_name)
+
+    def key_usage(self, target: AccessRef) -> Op[KeyUsage]:
+        response = yield self._call("GET", access_path(target) + "/keyUsage")
+        data, style = self._data(response)
+        return wire.key_usage(response, data, style, target.access_name)
 
     # -- audit -----------------------------------------------------------------------------------
 

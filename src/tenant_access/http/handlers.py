@@ -157,10 +157,34 @@ async def _regenerate(ctx: Context, name: AccessName | None, slot: KeySlot) -> O
     key = idempotency.parse_header(ctx.request.header_values("idempotency-key"))
     await ctx.request.json(required=False)  # no body is expected; a malformed one is still refused
     rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot, key,
-                                            status=ctx.status_of("rotation"))
+                                            status=ctx.status_of("rotation"), if_unused_for=_if_unused_for(ctx))
     if rotation.replayed:
         return Outcome("rotation", rotation, headers=((idempotency.REPLAYED_HEADER, "true"),))
     return Outcome("rotation", rotation)
+
+
+def _if_unused_for(ctx: Context) -> _dt.timedelta | None:
+    """``?ifUnusedFor=PT15M`` (or the ``If-Unused-For`` header): opt-in, so the regenerate
+    operations keep their exact contract without it."""
+    from tenant_access.clock import parse_duration
+    from tenant_access.domain.rotation import MAX_WINDOW
+
+    raw = ctx.request.query("ifUnusedFor")
+    where = "query.ifUnusedFor"
+    if raw is None:
+        raw = ctx.request.headers.get("if-unused-for")
+        where = "header.If-Unused-For"
+    if raw is None:
+        return None
+    problems = Problems()
+    try:
+        window = parse_duration(raw)
+        if not _dt.timedelta(0) < window <= MAX_WINDOW:
+            raise ValueError("must be longer than zero and at most P400D")
+    except ValueError as exc:
+        problems.add(where, f"an ISO 8601 duration such as PT15M: {exc}")
+    problems.raise_if_any("ifUnusedFor is not valid.")
+    return window
 
 
 async def regenerate_primary_key(ctx: Context) -> Outcome:

@@ -185,6 +185,10 @@ def _operation(route: Route) -> dict[str, Any]:
             {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
             {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
         ]
+    if "regenerate" in route.operation:
+        from tenant_access.http.openapi_common import IF_UNUSED_FOR
+
+        params.append(IF_UNUSED_FOR)
     status, data = SUCCESS[route.operation]
     ok: dict[str, Any] = {"description": "Success"}
     if data is not None:
@@ -207,6 +211,9 @@ def _operation(route: Route) -> dict[str, Any]:
         responses["412"] = {"description": "PRECONDITION_FAILED", **_ERROR}
     if route.operation == "services.create_or_update":
         responses["409"] = {"description": "CONFLICT (the location of a service cannot change)", **_ERROR}
+    if "regenerate" in route.operation:
+        responses["409"] = {"description": "CONFLICT (with ifUnusedFor: the key was used within that window)",
+                            **_ERROR}
     op: dict[str, Any] = {
         "operationId": route.operation, "summary": route.summary, "parameters": params, "responses": responses,
         "tags": [route.operation.split(".")[0]],

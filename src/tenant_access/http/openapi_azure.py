@@ -195,6 +195,8 @@ def _operation(route: Route) -> dict[str, Any]:
             {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
             {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
         ]
+    if "regenerate" in route.operation:
+        params.append(openapi_common.IF_UNUSED_FOR)
     params.append({"name": "x-ms-client-request-id", "in": "header", "required": False, "schema": STR,
                    "description": "Echoed back when it is 1 to 200 visible ASCII characters"})
     op["parameters"] = params
@@ -213,6 +215,9 @@ def _operation(route: Route) -> dict[str, Any]:
                             "content": _ERROR}
     if route.operation == "services.create_or_update":
         responses["409"] = {"description": "InvalidResourceLocation: a service cannot move", "content": _ERROR}
+    if "regenerate" in route.operation:
+        responses["409"] = {"description": "Conflict: with ifUnusedFor, the key was used within that window",
+                            "content": _ERROR}
     op["responses"] = responses
     if route.body is not None:
         op["requestBody"] = {"required": True, "content": {

@@ -331,3 +331,11 @@ def finish(doc: dict[str, Any], routes: Sequence[Route], error_content: Callable
 
 def _is_api_version(param: dict[str, Any]) -> bool:
     return param.get("name") == "api-version" or param.get("$ref", "").endswith("/api-version")
+
+
+#: ``?ifUnusedFor=`` on the regenerate operations (issue 14): opt-in, so their contract is unchanged without it.
+IF_UNUSED_FOR: dict[str, Any] = {
+    "name": "ifUnusedFor", "in": "query", "required": False, "schema": {"type": "string", "examples": ["PT15M"]},
+    "description": "Our extension: refuse (409, naming the last use) to regenerate a key used within this ISO 8601 "
+                   "duration. The If-Unused-For header does the same.",
+}

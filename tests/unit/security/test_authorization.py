@@ -28,14 +28,17 @@ ACCESS = f"{SERVICE}/tenant/access"
 ARM_READS = ("services.list_by_subscription", "subscriptions.list", "subscriptions.get", "tenants.list",
              "resource_groups.get")
 EXPECTED = {
-    Role.READER: {*ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag", "access.key_usage"},
+    Role.READER: {*ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
+                      "access.key_usage"},
     Role.KEY_OPERATOR: {
-        *ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag", "access.key_usage",
+        *ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
+        "access.key_usage",
         "access.list_secrets", "access.regenerate_primary_key", "access.regenerate_secondary_key",
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
     },
     Role.OWNER: {
-        *ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag", "access.key_usage",
+        *ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
+        "access.key_usage",
         "access.list_secrets", "access.regenerate_primary_key", "access.regenerate_secondary_key",
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
         "services.create_or_update", "services.delete", "access.create", "access.update", "audit.list",
