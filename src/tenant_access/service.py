@@ -13,8 +13,8 @@ import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenant_access.clock import Clock
-from tenant_access.domain import access, rotation, services, subscriptions
+from tenant_access.clock import Clock, format_duration
+from tenant_access.domain import access, policy, rotation, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
 from tenant_access.domain.idempotency import (
@@ -41,6 +41,7 @@ from tenant_access.domain.subscriptions import Subscription
 from tenant_access.domain.usage import KeyUsage, SlotUsage
 from tenant_access.security.authorization import covers, reaches
 from tenant_access.storage.base import Store
+from tenant_access.storage.policies import PolicyRecord
 from tenant_access.usage import FLUSH_SECONDS, UsageRecorder
 
 
@@ -50,6 +51,13 @@ def _service_missing(ref: ServiceRef) -> NotFound:
         f"'{ref.resource_group}' was not found.",
         target=ref.name,
     )
+
+
+def _policy_detail(parsed: policy.RotationPolicy) -> str:
+    """What the audit record of a policy change says: the policy in one line."""
+    document = parsed.document()
+    actions = ", ".join(f"{a.action} {a.trigger}={format_duration(a.after)}" for a in parsed.actions) or "no actions"
+    return f"{actions}; expiryTime={document['attributes']['expiryTime']}; gracePeriod={document['gracePeriod']}"
 
 
 def _target(ref: ServiceRef, name: AccessName | None = None) -> str:
@@ -126,6 +134,10 @@ class TenantAccess:
                                                                 service=ref))
         if found is None:
             raise _service_missing(ref)
+        expiry = await self.expiries(ref, name)
+        if expiry is not None:  # a rotation policy gives keys an expiry: listSecrets shows it
+            found = dataclasses.replace(found, expires_at=(found.config.primary_created_at + expiry,
+                                                           found.config.secondary_created_at + expiry))
         return found
 
     async def replace_access(
@@ -223,13 +235,49 @@ class TenantAccess:
         ids = [config.primary_version_id, config.secondary_version_id]
         found = (await self.usage.usage(ids) if self.usage is not None
                  else await self.store.get_key_usage(ids))
+        expiry = await self.expiries(ref, name)
         keys = []
         for slot, vid, created in ((KeySlot.PRIMARY, ids[0], config.primary_created_at),
                                    (KeySlot.SECONDARY, ids[1], config.secondary_created_at)):
             used = found.get(vid)
-            keys.append(SlotUsage(slot, vid, created, used.last_used if used else None, used.uses if used else 0))
+            keys.append(SlotUsage(slot, vid, created, used.last_used if used else None, used.uses if used else 0,
+                                  created + expiry if expiry is not None else None))
         return KeyUsage(config, (keys[0], keys[1]), self.clock.now(),
                         self.usage.every if self.usage is not None else FLUSH_SECONDS)
+
+    async def expiries(self, ref: ServiceRef, name: AccessName) -> _dt.timedelta | None:
+        """How long the keys of this configuration live (its policy's expiryTime); None: forever."""
+        found = await self.store.get_rotation_policy(ref, name)
+        return policy.load(found.document).expiry if found is not None else None
+
+    async def get_rotation_policy(self, ref: ServiceRef, name: AccessName) -> policy.PolicyView:
+        config = await self.get_access(ref, name)
+        found = await self.store.get_rotation_policy(ref, name)
+        if found is None:
+            raise NotFound(f"The access configuration '{name.value}' has no rotation policy.", target="rotationPolicy")
+        return self._policy_view(config, found)
+
+    async def put_rotation_policy(self, actor: Actor, ref: ServiceRef, name: AccessName,
+                                  body: object) -> policy.PolicyView:
+        parsed = policy.parse(body)
+        config = await self.get_access(ref, name)
+        now = self.clock.now()
+        record = event(actor, "access.rotation_policy.put", _target(ref, name) + "/rotationPolicy", service=ref,
+                       at=now, detail=_policy_detail(parsed))
+        stored = await self.store.put_rotation_policy(ref, name, parsed.document(), now, record)
+        if stored is None:
+            raise _service_missing(ref)
+        return self._policy_view(config, stored)
+
+    async def delete_rotation_policy(self, actor: Actor, ref: ServiceRef, name: AccessName) -> bool:
+        await self.get_access(ref, name)
+        record = event(actor, "access.rotation_policy.delete", _target(ref, name) + "/rotationPolicy", service=ref,
+                       at=self.clock.now())
+        return await self.store.delete_rotation_policy(ref, name, record)
+
+    def _policy_view(self, config: AccessConfig, found: PolicyRecord) -> policy.PolicyView:
+        return policy.PolicyView(config, policy.load(found.document), found.created_at, found.updated_at,
+                                 found.last_run_at, found.last_outcome, found.blocked_since, self.clock.now())
 
     # -- audit -----------------------------------------------------------------------------------
 

@@ -209,6 +209,23 @@ async def key_usage(ctx: Context) -> Outcome:
     return Outcome("key_usage", await ctx.app.key_usage(ref, name))
 
 
+async def get_rotation_policy(ctx: Context) -> Outcome:
+    ref, name = _access_target(ctx)
+    return Outcome("rotation_policy", await ctx.app.get_rotation_policy(ref, name))
+
+
+async def put_rotation_policy(ctx: Context) -> Outcome:
+    """Key Vault's policy shape plus gracePeriod (``domain/policy.py``); replaces any earlier one."""
+    ref, name = _access_target(ctx)
+    body = await ctx.request.json(required=True)
+    return Outcome("rotation_policy", await ctx.app.put_rotation_policy(ctx.actor, ref, name, body))
+
+
+async def delete_rotation_policy(ctx: Context) -> Outcome:
+    ref, name = _access_target(ctx)
+    return Outcome("rotation_policy_deleted", await ctx.app.delete_rotation_policy(ctx.actor, ref, name))
+
+
 #: RFC 3339 ``date-time`` (what the OpenAPI documents promise): a time zone is required.
 _RFC3339 = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
@@ -278,6 +295,13 @@ ROUTES: tuple[Route, ...] = (
           git_regenerate_secondary_key, "Regenerate the secondary key of the gitAccess configuration"),
     Route("access.key_usage", "GET", ACCESS + "/keyUsage", key_usage,
           "When each key was last used to authenticate (to the minute) and how often (our extension)"),
+    Route("access.rotation_policy.get", "GET", ACCESS + "/rotationPolicy", get_rotation_policy,
+          "Get the rotation policy of an access configuration, with its scheduler state (our extension)"),
+    Route("access.rotation_policy.put", "PUT", ACCESS + "/rotationPolicy", put_rotation_policy,
+          "Set the rotation policy (Key Vault's lifetimeActions and expiryTime, plus gracePeriod; our extension)",
+          body="RotationPolicy"),
+    Route("access.rotation_policy.delete", "DELETE", ACCESS + "/rotationPolicy", delete_rotation_policy,
+          "Remove the rotation policy: no more scheduled rotations, keys no longer expire (our extension)"),
     Route("audit.list", "GET", SERVICE + "/auditEvents", list_audit_events,
           "List the audit records of a service (filters: operation, kind (changes, reads, refusals), since, "
           "until; paging: $top, $skip)"),

@@ -339,3 +339,31 @@ IF_UNUSED_FOR: dict[str, Any] = {
     "description": "Our extension: refuse (409, naming the last use) to regenerate a key used within this ISO 8601 "
                    "duration. The If-Unused-For header does the same.",
 }
+
+_DURATION = {"type": "string", "description": "ISO 8601 duration, e.g. P90D, PT15M (a year is 365 days, a month 30)"}
+_POLICY_ACTION = {"type": "object", "properties": {
+    "trigger": {"type": "object", "properties": {"timeAfterCreate": _DURATION, "timeBeforeExpiry": _DURATION},
+                "additionalProperties": False},
+    "action": {"type": "object", "properties": {"type": {"type": "string", "enum": ["Rotate", "Notify"]}},
+               "required": ["type"], "additionalProperties": False}},
+    "required": ["trigger", "action"], "additionalProperties": False}
+_NULLABLE = {"type": ["string", "null"]}
+#: Key Vault's key rotation policy, plus gracePeriod (issue 14): the request body, and the answer with state.
+ROTATION_POLICY: dict[str, Any] = {"type": "object", "properties": {
+    "lifetimeActions": {"type": "array", "items": _POLICY_ACTION, "maxItems": 2},
+    "attributes": {"type": "object", "properties": {"expiryTime": {**_DURATION, "type": ["string", "null"]}}},
+    "gracePeriod": _DURATION,
+}, "additionalProperties": True}
+ROTATION_POLICY_STATE: dict[str, Any] = {"type": "object", "properties": {
+    "id": {"type": "string"},
+    "lifetimeActions": {"type": "array", "items": _POLICY_ACTION},
+    "attributes": {"type": "object", "properties": {"expiryTime": _NULLABLE, "created": {"type": "string"},
+                                                    "updated": {"type": "string"}},
+                   "required": ["expiryTime", "created", "updated"], "additionalProperties": False},
+    "gracePeriod": _DURATION,
+    "status": {"type": "object", "properties": {
+        "nextRotation": _NULLABLE, "nextNotify": _NULLABLE, "overdue": {"type": "boolean"},
+        "lastRunAt": _NULLABLE, "lastOutcome": _NULLABLE, "blockedSince": _NULLABLE},
+        "required": ["nextRotation", "nextNotify", "overdue", "lastRunAt", "lastOutcome", "blockedSince"],
+        "additionalProperties": False},
+}, "required": ["id", "lifetimeActions", "attributes", "gracePeriod", "status"], "additionalProperties": False}

@@ -77,13 +77,17 @@ def secrets_body(secrets: Secrets) -> dict[str, Any]:
     service read from it.
     """
     config = secrets.config
-    return {
+    body: dict[str, Any] = {
         "id": config.principal_id,
         "principalId": config.principal_id,
         "primaryKey": secrets.primary_key,
         "secondaryKey": secrets.secondary_key,
         "enabled": config.enabled,
     }
+    for slot, when in zip(("primary", "secondary"), secrets.expires_at, strict=True):
+        if when is not None:  # our extension, only under a rotation policy with an expiryTime
+            body[f"{slot}KeyExpiresAt"] = dotnet_time(when)
+    return body
 
 
 def _region(location: str) -> str:
@@ -215,6 +219,10 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return json_response(200, listing)
     if kind == "key_usage":
         return json_response(200, key_usage_body(value))
+    if kind == "rotation_policy":  # Key Vault's own shape (its data plane has no resource envelope either)
+        return json_response(200, value.describe())
+    if kind == "rotation_policy_deleted":
+        return _empty(200 if value else 204)
     if kind == "document":
         return json_response(200, value)
     raise AssertionError(f"no azure rendering for {kind}")

@@ -74,6 +74,9 @@ def secrets_data(secrets: Secrets) -> dict[str, Any]:
     data = access_data(secrets.config)
     data["primary_key"] = secrets.primary_key
     data["secondary_key"] = secrets.secondary_key
+    for slot, when in zip(("primary", "secondary"), secrets.expires_at, strict=True):
+        if when is not None:  # only under a rotation policy with an expiryTime
+            data[f"{slot}_key_expires_at"] = rfc3339(when)
     return data
 
 
@@ -180,6 +183,10 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return _ok(200, [audit_data(r) for r in value])
     if kind == "key_usage":
         return _ok(200, key_usage_data(value))
+    if kind == "rotation_policy":  # Key Vault's shape in both styles: that is what its users know
+        return _ok(200, value.describe())
+    if kind == "rotation_policy_deleted":
+        return _ok(200, {"deleted": value})
     if kind == "document":
         return json_response(200, value)
     raise AssertionError(f"no seed rendering for {kind}")

@@ -42,6 +42,7 @@ READ_OPERATIONS: frozenset[str] = frozenset({
     "access.get",
     "access.get_entity_tag",
     "access.key_usage",
+    "access.rotation_policy.get",
 })
 KEY_OPERATIONS: frozenset[str] = frozenset({
     "access.list_secrets",
@@ -56,6 +57,8 @@ OWNER_OPERATIONS: frozenset[str] = frozenset({
     "access.create",
     "access.update",
     "audit.list",
+    "access.rotation_policy.put",
+    "access.rotation_policy.delete",
 })
 #: The emulator controls (``/_emulator/...``): owner-only, and since their path lies under no
 #: subscription, only an owner whose scope is ``/`` can reach them.

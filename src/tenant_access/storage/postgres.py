@@ -56,6 +56,7 @@ from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
+from tenant_access.storage import policies as policy_sql
 from tenant_access.storage import usage as usage_sql
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
@@ -590,6 +591,56 @@ class PostgresStore:
                 await cur.executemany(pyformat(AUDIT_ADD_COUNT), [(n, record_id) for record_id, n in counts])
 
         await self._write(tx)
+
+    # -- rotation policies (issue 14) ------------------------------------------------------------
+
+    async def put_rotation_policy(self, ref: ServiceRef, name: AccessName, document: dict[str, Any],
+                                  now: _dt.datetime, audit: AuditEvent) -> policy_sql.PolicyRecord | None:
+        async def tx(conn: Conn) -> policy_sql.PolicyRecord | None:
+            found = await self._one(conn, policy_sql.SERVICE_ID + " FOR SHARE", ref.key)
+            if found is None:
+                return None
+            await self._exec(conn, policy_sql.UPSERT, policy_sql.upsert_args(found[0], name, document, now))
+            await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            return policy_sql.from_row(await self._one(conn, policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)))
+
+        return await self._write(tx)
+
+    async def get_rotation_policy(self, ref: ServiceRef, name: AccessName) -> policy_sql.PolicyRecord | None:
+        row = await self._read(lambda conn: self._one(conn, policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)))
+        return policy_sql.from_row(row) if row else None
+
+    async def delete_rotation_policy(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> bool:
+        async def tx(conn: Conn) -> bool:
+            found = await self._one(conn, policy_sql.SERVICE_ID, ref.key)
+            if found is None:
+                return False
+            cur = await conn.execute(pyformat(policy_sql.DELETE), (found[0], name.value))
+            if cur.rowcount == 0:
+                return False
+            await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            return True
+
+        return await self._write(tx)
+
+    async def list_rotation_policies(self) -> list[policy_sql.PolicyRecord]:
+        rows = await self._read(lambda conn: self._all(conn, policy_sql.SELECT_ALL, ()))
+        return [policy_sql.from_row(r) for r in rows]
+
+    async def set_policy_outcome(self, ref: ServiceRef, name: AccessName, at: _dt.datetime, outcome: str,
+                                 blocked_since: _dt.datetime | None, audit: AuditEvent | None = None) -> bool:
+        sql = policy_sql.SET_BLOCKED if blocked_since is not None else policy_sql.SET_OUTCOME
+        args = policy_sql.outcome_args(ref, name, at, outcome, blocked_since)
+
+        async def tx(conn: Conn) -> bool:
+            cur = await conn.execute(pyformat(sql), args)
+            if cur.rowcount == 0:
+                return False
+            if audit is not None:
+                await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            return True
+
+        return await self._write(tx)
 
     # -- key usage (issue 14) --------------------------------------------------------------------
 
