@@ -13,7 +13,7 @@ import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenant_access.clock import Clock, format_duration
+from tenant_access.clock import Clock, format_duration, iso
 from tenant_access.domain import access, policy, rotation, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
@@ -43,6 +43,14 @@ from tenant_access.security.authorization import covers, reaches
 from tenant_access.storage.base import Store
 from tenant_access.storage.policies import PolicyRecord
 from tenant_access.usage import FLUSH_SECONDS, UsageRecorder
+
+
+class _ChangedMeanwhile(Exception):
+    """The key a policy meant to regenerate was replaced between the usage check and the lock."""
+
+
+#: Who policy-driven rotations are by, in the audit trail.
+POLICY_ACTOR = Actor("policy", "owner", "/", "policy", "scheduler", "scheduler")
 
 
 def _service_missing(ref: ServiceRef) -> NotFound:
@@ -274,6 +282,49 @@ class TenantAccess:
         record = event(actor, "access.rotation_policy.delete", _target(ref, name) + "/rotationPolicy", service=ref,
                        at=self.clock.now())
         return await self.store.delete_rotation_policy(ref, name, record)
+
+    async def run_policy(self, found: PolicyRecord, now: _dt.datetime) -> str | None:
+        """One scheduler look at one policy: rotate the standby key if a rotation is due, or record
+        (once per episode) why it cannot; ``None`` when nothing was due.
+
+        Exactly once per due time across replicas and crashes: the rotation goes through the
+        ordinary change path with an idempotency key made of the due time, which the store checks
+        and stores in the rotation's own transaction. A replica that loses the race gets the
+        stored outcome and writes nothing; a crash before the commit leaves the due time due, one
+        after it moves the next due time on (it is counted from the newest key).
+        """
+        ref, name = found.service, found.access_name
+        rules = policy.load(found.document)
+        config = await self.store.get_access(ref, name)
+        due = policy.rotation_due(rules, config) if config is not None else None
+        if due is None or due > now:
+            return None
+        usage = await self.key_usage(ref, name)
+        decision = policy.decide(rules, usage, now)
+        if decision.slot is None:
+            assert decision.blocked is not None
+            if found.blocked_since is None:
+                record = event(POLICY_ACTOR, "access.rotation_blocked", _target(ref, name), service=ref, at=now,
+                               outcome="failed", status=409, detail=decision.blocked)
+                await self.store.set_policy_outcome(ref, name, now, decision.blocked, now, record)
+            return decision.blocked
+        slot = decision.slot
+        operation = f"access.regenerate_{slot.value}_key"
+        claim = IdempotencyClaim(principal_key(POLICY_ACTOR), f"policy:{name.value}:{iso(due)}", "policy.rotate",
+                                 _target(ref, name).lower(), now)
+
+        def decide(current: Secrets) -> AccessChange:
+            if current.config.version_id(slot) != usage.slot(slot).version_id:
+                raise _ChangedMeanwhile  # another replica (or a person) rotated it: look again next pass
+            return access.regenerate(current, slot, now)
+
+        try:
+            await self._modify(POLICY_ACTOR, operation, ref, name, decide, idempotency=claim)
+        except (IdempotentReplay, _ChangedMeanwhile):
+            return "skipped: rotated by another replica, or changed meanwhile"
+        outcome = f"rotated the {slot.value} key (due {iso(due)})"
+        await self.store.set_policy_outcome(ref, name, now, outcome, None)
+        return outcome
 
     def _policy_view(self, config: AccessConfig, found: PolicyRecord) -> policy.PolicyView:
         return policy.PolicyView(config, policy.load(found.document), found.created_at, found.updated_at,

@@ -100,6 +100,10 @@ class App:
 
         self.expiries = KeyExpiries(store)
         self.auth.expiries = self.expiries
+        from tenant_access.scheduler import Scheduler, SchedulerCollector
+
+        self.scheduler = Scheduler(self.use_cases, self.clock, enabled=settings.scheduler)
+        self.metrics.registry.register(SchedulerCollector(self.scheduler))
         from tenant_access.usage import UsageCollector
 
         self.metrics.registry.register(UsageCollector(self.usage))
@@ -123,12 +127,14 @@ class App:
             self.refusals.start()
             self.retention.start()
             self.usage.start()
+            self.scheduler.start()
             self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
 
     async def shutdown(self) -> None:
         if self._opened:
+            await self.scheduler.stop()
             await self.retention.stop()
             await self.usage.stop()  # the last counts, before the store closes
             await self.refusals.stop()  # the last counts, before the store closes

@@ -186,6 +186,13 @@ def _fault(rule: FaultRule) -> TenantAccessError:
     return InternalError(f"An internal error occurred {note}.")
 
 
+async def _scheduled(app: App) -> list[str]:
+    """After the clock moved: usage written (so every replica's decision sees it) and, where the
+    scheduler runs, one pass, so that what became due is done when the answer arrives."""
+    await app.usage.flush()
+    return await app.scheduler.run_once() if app.scheduler.state.enabled else []
+
+
 def _clock_time(body: Any) -> _dt.datetime:
     raw = body.get("now") if isinstance(body, dict) else None
     if isinstance(body, dict):
@@ -293,7 +300,7 @@ class Emulator:
             body = await ctx.request.json(required=True)
             app.clock.set(_clock_time(body))
             log.info("emulator clock set by %s to %s", ctx.actor.principal, app.clock.describe()["now"])
-            return Outcome("document", app.clock.describe())
+            return Outcome("document", {**app.clock.describe(), "scheduled": await _scheduled(app)})
 
         async def advance_clock(ctx: Context) -> Outcome:
             body = await ctx.request.json(required=False)
@@ -302,7 +309,7 @@ class Emulator:
                 raw = body.get("by")
             app.clock.advance(_clock_step(raw))
             log.info("emulator clock advanced by %s (%s) to %s", raw, ctx.actor.principal, app.clock.describe()["now"])
-            return Outcome("document", app.clock.describe())
+            return Outcome("document", {**app.clock.describe(), "scheduled": await _scheduled(app)})
 
         async def reset_clock(ctx: Context) -> Outcome:
             app.clock.reset()
