@@ -9,6 +9,7 @@ transaction as the change itself.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -310,8 +311,10 @@ class TenantAccess:
             return decision.blocked
         slot = decision.slot
         operation = f"access.regenerate_{slot.value}_key"
-        claim = IdempotencyClaim(principal_key(POLICY_ACTOR), f"policy:{name.value}:{iso(due)}", "policy.rotate",
-                                 _target(ref, name).lower(), now)
+        # Keys are scoped to a principal, not to a configuration: the key names both (hashed, to fit).
+        target = _target(ref, name).lower()
+        key = "policy:" + hashlib.sha256(f"{target}\n{iso(due)}".encode()).hexdigest()
+        claim = IdempotencyClaim(principal_key(POLICY_ACTOR), key, "policy.rotate", target, now)
 
         def decide(current: Secrets) -> AccessChange:
             if current.config.version_id(slot) != usage.slot(slot).version_id:
