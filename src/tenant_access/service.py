@@ -9,8 +9,8 @@ transaction as the change itself.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import datetime as _dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
