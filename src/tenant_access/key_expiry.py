@@ -10,10 +10,13 @@ seen at once, one changed through another replica within that second.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import time
 
 from tenant_access.domain.policy import load
 from tenant_access.storage.base import Store
+
+log = logging.getLogger("tenant_access.auth")
 
 REFRESH_SECONDS = 1.0
 Key = tuple[str, str, str, str]  # the service's lower-cased key and the configuration's name
@@ -28,16 +31,28 @@ class KeyExpiries:
     def forget(self) -> None:
         self._loaded = float("-inf")
 
-    async def lifetime(self, service: tuple[str, str, str], name: str) -> _dt.timedelta | None:
-        if time.monotonic() - self._loaded >= REFRESH_SECONDS:
-            await self.refresh()
+    @property
+    def stale(self) -> bool:
+        return time.monotonic() - self._loaded >= REFRESH_SECONDS
+
+    def lifetime(self, service: tuple[str, str, str], name: str) -> _dt.timedelta | None:
+        """From memory (the request path awaits nothing unless :attr:`stale`)."""
         return self._lifetimes.get((*service, name)) if self._lifetimes else None
 
     async def refresh(self) -> None:
+        """One query; requests arriving meanwhile use the lifetimes already held (the time of the
+        load is taken first, so a burst of requests starts one refresh, not one each)."""
+        self._loaded = time.monotonic()
+        try:
+            records = await self._store.list_rotation_policies()
+        except Exception as exc:
+            # The store is down: keep the lifetimes held (and try again in a second) rather than
+            # fail requests that the key cache could still answer.
+            log.warning("could not re-read key lifetimes: %s", type(exc).__name__)
+            return
         lifetimes = {}
-        for record in await self._store.list_rotation_policies():
+        for record in records:
             expiry = load(record.document).expiry
             if expiry is not None:
                 lifetimes[(*record.service.key, record.access_name.value)] = expiry
         self._lifetimes = lifetimes
-        self._loaded = time.monotonic()

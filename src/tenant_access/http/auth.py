@@ -243,7 +243,8 @@ class Authenticator:
         if (remembered is not None and remembered.service == ref.key and remembered.uid == config.principal_id
                 and remembered.version_id in (config.primary_version_id, config.secondary_version_id)
                 and now < remembered.expiry):
-            await self._check_key_expiry(ref, config, remembered.version_id, now)
+            if self.expiries is not None and (self.expiries.stale or self.expiries.lifetime(ref.key, "access")):
+                await self._check_key_expiry(ref, config, remembered.version_id, now)
             if self.usage is not None:
                 self.usage.record(remembered.version_id, now)
             return remembered.principal
@@ -260,7 +261,8 @@ class Authenticator:
         principal = Principal.for_sas(token.uid, ref.resource_id)
         if len(self._signatures) >= VERIFIED_TOKENS:
             self._signatures.pop(next(iter(self._signatures)))
-        await self._check_key_expiry(ref, config, version_id, now)
+        if self.expiries is not None and (self.expiries.stale or self.expiries.lifetime(ref.key, "access")):
+            await self._check_key_expiry(ref, config, version_id, now)
         self._signatures[value] = _VerifiedSignature(ref.key, token.uid, version_id, token.expiry, principal)
         if self.usage is not None:
             self.usage.record(version_id, now)
@@ -272,7 +274,9 @@ class Authenticator:
         record; the answer is the same as for any refused signature)."""
         if self.expiries is None:
             return
-        lifetime = await self.expiries.lifetime(ref.key, AccessName.ACCESS.value)
+        if self.expiries.stale:
+            await self.expiries.refresh()
+        lifetime = self.expiries.lifetime(ref.key, AccessName.ACCESS.value)
         if lifetime is None:
             return
         created = config.primary_created_at if version_id == config.primary_version_id else config.secondary_created_at
