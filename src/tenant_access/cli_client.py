@@ -551,6 +551,40 @@ def keys_usage(conn: Connection, service: str, git: bool) -> None:
                  k.expires_at.isoformat() if k.expires_at else "never") for k in (usage.primary, usage.secondary)])
 
 
+@api_command("policy", keys)
+@click.argument("service")
+@_GIT_OPTION
+@click.option("--set", "document", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Set the policy from a JSON or YAML file (Key Vault's shape plus gracePeriod).")
+@click.option("--delete", is_flag=True, help="Remove the policy: no more scheduled rotations, no key expiry.")
+def keys_policy(conn: Connection, service: str, git: bool, document: Path | None, delete: bool) -> None:
+    """The rotation policy of SERVICE and the scheduler's state for it (docs/rotation.md):
+    next rotation, last outcome, whether rotation is blocked."""
+    target = conn.service(service).access(_access_name(git))
+    with conn.client() as client:
+        if delete:
+            gone = client.delete_rotation_policy(target)
+            click.echo("deleted the rotation policy" if gone else "there was no rotation policy")
+            return
+        if document is not None:
+            from tenant_access.testing._controls import read_document
+
+            found = client.set_rotation_policy(target, read_document(document))
+        else:
+            found = client.get_rotation_policy(target)
+    if conn.output == "json":
+        emit_json(found)
+        return
+    status = found.get("status") or {}
+    actions = ", ".join(f"{a['action']['type']} {k}={v}" for a in found.get("lifetimeActions", [])
+                        for k, v in a["trigger"].items()) or "none"
+    emit_record([("actions", actions), ("expiry time", (found.get("attributes") or {}).get("expiryTime") or "none"),
+                 ("grace period", found.get("gracePeriod")), ("next rotation", status.get("nextRotation") or "-"),
+                 ("overdue", "yes" if status.get("overdue") else "no"),
+                 ("last run", status.get("lastRunAt") or "-"), ("last outcome", status.get("lastOutcome") or "-"),
+                 ("blocked since", status.get("blockedSince") or "-")])
+
+
 @api_command("regenerate", keys)
 @click.argument("slot", type=click.Choice(["primary", "secondary"]))
 @click.argument("service")

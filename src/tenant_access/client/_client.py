@@ -236,6 +236,20 @@ class Client:
         """When each key last authenticated a request (to the minute) and how often."""
         return self._run(self._proto.key_usage(target))
 
+    def get_rotation_policy(self, target: AccessRef) -> dict[str, Any]:
+        """The policy (Key Vault's shape plus ``gracePeriod``) with its ``status``: next due times,
+        last outcome, ``blockedSince``. :class:`NotFound` when there is none."""
+        found: dict[str, Any] = self._run(self._proto.rotation_policy(target))
+        return found
+
+    def set_rotation_policy(self, target: AccessRef, document: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = self._run(self._proto.rotation_policy(target, "PUT", document))
+        return found
+
+    def delete_rotation_policy(self, target: AccessRef) -> bool:
+        """``False`` when there was none."""
+        return bool(self._run(self._proto.rotation_policy(target, "DELETE"))["deleted"])
+
     def regenerate_git_primary_key(self, target: AccessRef) -> KeyVersion:
         """The git route; it always acts on ``gitAccess`` whatever ``target.access_name`` says."""
         return self._run(self._proto.regenerate(target, "primary", git=True))

@@ -201,6 +201,17 @@ class Protocol:
         body, style = self._read(response)
         return wire.key_version(response, body, style, slot, "gitAccess" if git else target.access_name)
 
+    def rotation_policy(self, target: AccessRef, method: str = "GET", document: Any = None) -> Op[Any]:
+        """The policy document with its ``status`` (GET, PUT), or ``{"deleted": bool}`` (DELETE);
+        ``None`` for a DELETE answered 204 (Azure style: there was none)."""
+        response = yield self._call(method, access_path(target) + "/rotationPolicy", json=document)
+        if response.status_code == 204:
+            return {"deleted": False}
+        body, style = self._read(response)
+        if method == "DELETE" and style == "azure":
+            return {"deleted": True}
+        return wire.obj(response, wire.payload(response, body, style))
+
     def key_usage(self, target: AccessRef) -> Op[KeyUsage]:
         response = yield self._call("GET", access_path(target) + "/keyUsage")
         data, style = self._data(response)
