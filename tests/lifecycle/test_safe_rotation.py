@@ -57,7 +57,7 @@ def test_a_key_in_use_is_refused_with_its_last_use_and_nothing_changes(server: R
 def test_bad_windows_are_400_and_without_the_option_nothing_is_checked(server: RunningServer) -> None:
     keys = server.client.list_secrets(REF.access())
     _use(server, keys.primary_key)
-    for bad in ("15m", "PT0S", "P999D"):
+    for bad in ("15m", "P", "PT15"):
         response = httpx.post(f"{server.url}{SERVICE}/tenant/access/regeneratePrimaryKey?{API}&ifUnusedFor={bad}",
                               headers=server.headers())
         assert response.status_code == 400 and response.json()["error"]["details"][0]["field"] == "query.ifUnusedFor"

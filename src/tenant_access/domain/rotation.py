@@ -15,8 +15,8 @@ from tenant_access.domain.errors import Conflict, FieldError
 from tenant_access.domain.models import KeySlot, Secrets
 from tenant_access.domain.usage import KeyUsage
 
-#: The longest window a caller may ask for; longer is a typo, not a policy.
-MAX_WINDOW = _dt.timedelta(days=400)
+#: The longest window a caller may ask for (the OpenAPI pattern allows no more).
+MAX_WINDOW = _dt.timedelta(days=50 * 365)
 
 
 def check_unused(current: Secrets, slot: KeySlot, usage: KeyUsage, window: _dt.timedelta,

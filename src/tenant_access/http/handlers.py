@@ -165,7 +165,8 @@ async def _regenerate(ctx: Context, name: AccessName | None, slot: KeySlot) -> O
 
 def _if_unused_for(ctx: Context) -> _dt.timedelta | None:
     """``?ifUnusedFor=PT15M`` (or the ``If-Unused-For`` header): opt-in, so the regenerate
-    operations keep their exact contract without it."""
+    operations keep their exact contract without it. Uses are kept to the minute, so even ``PT0S``
+    refuses a key used in the current minute."""
     from tenant_access.clock import parse_duration
     from tenant_access.domain.rotation import MAX_WINDOW
 
@@ -179,8 +180,8 @@ def _if_unused_for(ctx: Context) -> _dt.timedelta | None:
     problems = Problems()
     try:
         window = parse_duration(raw)
-        if not _dt.timedelta(0) < window <= MAX_WINDOW:
-            raise ValueError("must be longer than zero and at most P400D")
+        if window > MAX_WINDOW:
+            raise ValueError("must be at most 50 years")
     except ValueError as exc:
         problems.add(where, f"an ISO 8601 duration such as PT15M: {exc}")
     problems.raise_if_any("ifUnusedFor is not valid.")

@@ -334,13 +334,18 @@ def _is_api_version(param: dict[str, Any]) -> bool:
 
 
 #: ``?ifUnusedFor=`` on the regenerate operations (issue 14): opt-in, so their contract is unchanged without it.
+#: Every string this pattern matches is a window the server accepts (at most about 40 years).
+WINDOW_PATTERN = r"^P(?=\d|T\d)(\d{1,4}D)?(T(?=\d)(\d{1,5}H)?(\d{1,6}M)?(\d{1,6}S)?)?$"
 IF_UNUSED_FOR: dict[str, Any] = {
-    "name": "ifUnusedFor", "in": "query", "required": False, "schema": {"type": "string", "examples": ["PT15M"]},
+    "name": "ifUnusedFor", "in": "query", "required": False,
+    "schema": {"type": "string", "pattern": WINDOW_PATTERN, "examples": ["PT15M"]},
     "description": "Our extension: refuse (409, naming the last use) to regenerate a key used within this ISO 8601 "
                    "duration. The If-Unused-For header does the same.",
 }
 
-_DURATION = {"type": "string", "description": "ISO 8601 duration, e.g. P90D, PT15M (a year is 365 days, a month 30)"}
+_DURATION_PATTERN = r"^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
+_DURATION = {"type": "string", "pattern": _DURATION_PATTERN,
+             "description": "ISO 8601 duration, e.g. P90D, PT15M (a year is 365 days, a month 30)"}
 _POLICY_ACTION = {"type": "object", "properties": {
     "trigger": {"type": "object", "properties": {"timeAfterCreate": _DURATION, "timeBeforeExpiry": _DURATION},
                 "additionalProperties": False},
