@@ -107,10 +107,16 @@ def main() -> None:
               help="How long audit records are kept, by kind, e.g. reads=90d,refusals=30d,changes=forever; kinds "
               "not named keep their default. [env TENANT_ACCESS_AUDIT_RETENTION; default "
               "reads=90d,refusals=90d,changes=forever]")
+@click.option("--scheduler", type=click.Choice(["on", "off"]),
+              help="Run due rotation policy actions in this process (docs/rotation.md); off for replicas that "
+              "should not. [env TENANT_ACCESS_SCHEDULER; default on]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""
     from tenant_access.server import serve as run
+
+    if options.get("scheduler") is not None:
+        options["scheduler"] = options["scheduler"] == "on"
 
     run(_settings(options), demo=demo)
 

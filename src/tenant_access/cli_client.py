@@ -464,6 +464,33 @@ def access_set(conn: Connection, service: str, git: bool, if_match: str, princip
 # -- keys ----------------------------------------------------------------------------------------
 
 
+#: Seconds between attempts of keys regenerate --wait.
+WAIT_POLL = 5.0
+
+
+def _regenerate_when_unused(client: Any, target: Any, slot: Any, unused_for: str, wait: float, poll: float) -> Any:
+    """Try, and while the server answers 409 (used within the window) show the key's last use on
+    stderr and try again, for at most ``wait`` seconds."""
+    import time
+
+    from tenant_access.client import Conflict
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return client.regenerate_key(target, slot, if_unused_for=unused_for)
+        except Conflict:
+            if time.monotonic() + poll > deadline:
+                raise
+            usage = client.key_usage(target)
+            key = usage.slot(slot)
+            now = usage.as_of or _dt.datetime.now(_dt.UTC)
+            left = max(0, int(deadline - time.monotonic()))
+            click.echo(f"waiting: the {slot} key was last used {ago(key.last_used_at, now)} "
+                       f"({key.use_count} uses); it must be unused for {unused_for} ({left}s left to wait)", err=True)
+            time.sleep(poll)
+
+
 @click.group(cls=HelpGroup)
 def keys() -> None:
     """The primary and secondary keys: show (masked unless --reveal) and regenerate."""
@@ -492,23 +519,100 @@ def keys_show(conn: Connection, service: str, git: bool, reveal: bool) -> None:
         click.echo("(keys masked: add --reveal to print them)", err=True)
 
 
+def ago(when: _dt.datetime | None, now: _dt.datetime) -> str:
+    """"3 min ago", "unused for 12 days" style wording for a last use (the console says the same)."""
+    if when is None:
+        return "never used"
+    seconds = max(0, int((now - when).total_seconds()))
+    if seconds < 60:
+        return "this minute"
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "min")):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 and unit != 'min' else ''} ago"
+    return "this minute"
+
+
+@api_command("usage", keys)
+@click.argument("service")
+@_GIT_OPTION
+def keys_usage(conn: Connection, service: str, git: bool) -> None:
+    """When each key of SERVICE last authenticated a request (to the minute) and how often.
+
+    A key unused for longer than your clients' refresh period is safe to regenerate
+    (keys regenerate --if-unused-for).
+    """
+    with conn.client() as client:
+        usage = client.key_usage(conn.service(service).access(_access_name(git)))
+    if conn.output == "json":
+        emit_json(usage)
+        return
+    now = usage.as_of or _dt.datetime.now(_dt.UTC)
+    emit_table(["slot", "version", "last used", "uses", "unused for", "expires"],
+               [(k.slot, k.version_id or "-", ago(k.last_used_at, now), k.use_count, k.unused_for or "-",
+                 k.expires_at.isoformat() if k.expires_at else "never") for k in (usage.primary, usage.secondary)])
+
+
+@api_command("policy", keys)
+@click.argument("service")
+@_GIT_OPTION
+@click.option("--set", "document", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Set the policy from a JSON or YAML file (Key Vault's shape plus gracePeriod).")
+@click.option("--delete", is_flag=True, help="Remove the policy: no more scheduled rotations, no key expiry.")
+def keys_policy(conn: Connection, service: str, git: bool, document: Path | None, delete: bool) -> None:
+    """The rotation policy of SERVICE and the scheduler's state for it (docs/rotation.md):
+    next rotation, last outcome, whether rotation is blocked."""
+    target = conn.service(service).access(_access_name(git))
+    with conn.client() as client:
+        if delete:
+            gone = client.delete_rotation_policy(target)
+            click.echo("deleted the rotation policy" if gone else "there was no rotation policy")
+            return
+        if document is not None:
+            from tenant_access.testing._controls import read_document
+
+            found = client.set_rotation_policy(target, read_document(document))
+        else:
+            found = client.get_rotation_policy(target)
+    if conn.output == "json":
+        emit_json(found)
+        return
+    status = found.get("status") or {}
+    actions = ", ".join(f"{a['action']['type']} {k}={v}" for a in found.get("lifetimeActions", [])
+                        for k, v in a["trigger"].items()) or "none"
+    emit_record([("actions", actions), ("expiry time", (found.get("attributes") or {}).get("expiryTime") or "none"),
+                 ("grace period", found.get("gracePeriod")), ("next rotation", status.get("nextRotation") or "-"),
+                 ("overdue", "yes" if status.get("overdue") else "no"),
+                 ("last run", status.get("lastRunAt") or "-"), ("last outcome", status.get("lastOutcome") or "-"),
+                 ("blocked since", status.get("blockedSince") or "-")])
+
+
 @api_command("regenerate", keys)
 @click.argument("slot", type=click.Choice(["primary", "secondary"]))
 @click.argument("service")
 @click.option("--git", is_flag=True, help="Regenerate a gitAccess key (the git route).")
-def keys_regenerate(conn: Connection, slot: str, service: str, git: bool) -> None:
+@click.option("--if-unused-for", "unused_for", metavar="DURATION",
+              help="Refuse (409) while the key was used within this ISO 8601 duration, e.g. PT15M.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="With --if-unused-for: keep trying this long, showing the key's last use, until it is unused.")
+@click.option("--poll", type=click.FloatRange(min=0.01), default=WAIT_POLL, show_default=True, metavar="SECONDS",
+              help="With --wait: seconds between attempts.")
+def keys_regenerate(conn: Connection, slot: str, service: str, git: bool, unused_for: str | None,
+                    wait: float, poll: float) -> None:
     """Replace the SLOT key of SERVICE with a new random one; the other key keeps working.
 
-    For a rotation without downtime: regenerate the key nobody uses, move clients to it, then
-    regenerate the other.
+    For a rotation without downtime: regenerate the key nobody uses, move clients to it, wait until
+    the old key is unused (--if-unused-for PT15M --wait 3600), then regenerate it.
     """
     target = conn.service(service).access(_access_name(git))
     with conn.client() as client:
-        if git:
+        if git and unused_for is None:
             version = (client.regenerate_git_primary_key(target) if slot == "primary"
                        else client.regenerate_git_secondary_key(target))
-        else:
+        elif unused_for is None:
             version = client.regenerate_key(target, cast(Any, slot))
+        else:
+            version = _regenerate_when_unused(client, target, cast(Any, slot), unused_for, wait, poll)
     if conn.output == "json":
         emit_json(version)
         return

@@ -98,6 +98,9 @@ class Settings:
         "help": "seconds a bearer token may live (exp - iat, exp - now); also the signing-key overlap window"})
     max_sas_lifetime: int = field(default=MAX_SAS_LIFETIME, metadata={
         "help": "seconds ahead a shared access signature's expiry may lie (Azure's cap: 30 days)"})
+    scheduler: bool = field(default=True, metadata={
+        "help": "run the rotation scheduler (due rotation policy actions) in this process; off for replicas that "
+                "should not"})
     audit_retention: str = field(default=DEFAULT_RETENTION, metadata={
         "help": "how long audit records are kept, by kind: reads=90d,refusals=90d,changes=forever (the default); "
                 "kinds not named keep their default"})

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenant_access.domain import rules
+from tenant_access.domain import policy, rules
 from tenant_access.domain.audit import Actor
 from tenant_access.domain.errors import Problems, ValidationFailed
 from tenant_access.domain.models import AccessName, ServiceRef, ServiceSpec
@@ -41,11 +41,11 @@ _TOP_FIELDS = {"version", "subscription", "resource_group", "services", "subscri
 _SUBSCRIPTION_FIELDS = {"id", "name"}
 _SERVICE_FIELDS = {"subscription", "resource_group", "name", "location", "sku", "publisher_email",
                    "publisher_name", "tags", "access", "git_access"}
-_ACCESS_FIELDS = {"enabled", "principal_id", "primary_key", "secondary_key"}
+_ACCESS_FIELDS = {"enabled", "principal_id", "primary_key", "secondary_key", "rotation_policy"}
 #: What a state dump adds; accepted and ignored, so a dump is a valid seed document.
 _TOP_READ_ONLY = {"faults"}
 _SERVICE_READ_ONLY = {"id", "etag", "created_at", "updated_at"}
-_ACCESS_READ_ONLY = {"etag", "primary_key_version_id", "secondary_key_version_id", "updated_at"}
+_ACCESS_READ_ONLY = {"etag", "primary_key_version_id", "secondary_key_version_id", "updated_at", "rotation_status"}
 _ACCESS_KEYS = {AccessName.ACCESS: "access", AccessName.GIT: "git_access"}
 
 #: Field names of the shared request rules, as the seed format spells them.
@@ -69,6 +69,8 @@ class SeedService:
     ref: ServiceRef
     spec: ServiceSpec
     access: dict[AccessName, dict[str, Any]] = field(default_factory=dict)
+    #: Rotation policies (Key Vault's shape plus gracePeriod), by configuration; set on every apply.
+    policies: dict[AccessName, dict[str, Any]] = field(default_factory=dict)
 
 
 class SeedServices(list[SeedService]):
@@ -235,6 +237,7 @@ def _service(entry: Any, defaults: dict[str, Any], where: str, problems: list[tu
     spec = rules.parse_service_spec(body, found)
     problems.extend((prefix + _rename(item.field, _RULE_FIELDS), item.message) for item in found.items)
     access: dict[AccessName, dict[str, Any]] = {}
+    policies: dict[AccessName, dict[str, Any]] = {}
     for access_name, key in _ACCESS_KEYS.items():
         raw = entry.get(key)
         if raw is None:
@@ -248,6 +251,12 @@ def _service(entry: Any, defaults: dict[str, Any], where: str, problems: list[tu
                                                ("primaryKey", "primary_key"), ("secondaryKey", "secondary_key"))
             if seed in raw and raw[seed] != MASK  # a masked dump's placeholder means "whatever the key is"
         }
+        if raw.get("rotation_policy") is not None:
+            try:
+                policies[access_name] = policy.parse(raw["rotation_policy"]).document()
+            except ValidationFailed as exc:
+                problems.extend((f"{prefix}{key}.rotation_policy{item.field.removeprefix('body')}", item.message)
+                                for item in exc.details)
         checked = Problems()
         fields = rules.parse_access_create({"properties": properties}, checked)
         problems.extend((f"{prefix}{key}.{_rename(item.field, _RULE_ACCESS_FIELDS)}", item.message)
@@ -256,7 +265,7 @@ def _service(entry: Any, defaults: dict[str, Any], where: str, problems: list[tu
             access[access_name] = fields
     if len(problems) > before or spec is None:
         return None
-    return SeedService(ServiceRef(subscription, resource_group, name), spec, access)
+    return SeedService(ServiceRef(subscription, resource_group, name), spec, access, policies)
 
 
 def _rename(rule_field: str, names: dict[str, str]) -> str:
@@ -287,8 +296,9 @@ async def _apply_one(app: TenantAccess, actor: Actor, item: SeedService) -> str:
         await app.put_service(actor, item.ref, item.spec)
         for name, fields in item.access.items():
             await app.replace_access(actor, item.ref, name, "*", fields)
+        await _apply_policies(app, actor, item)
         return "created"
-    changed = False
+    changed = await _apply_policies(app, actor, item)
     spec = item.spec
     if (existing.sku_name, existing.sku_capacity, existing.publisher_email, existing.publisher_name,
             existing.tags) != (spec.sku_name, spec.sku_capacity, spec.publisher_email, spec.publisher_name, spec.tags) \
@@ -306,6 +316,17 @@ async def _apply_one(app: TenantAccess, actor: Actor, item: SeedService) -> str:
     return "updated" if changed else "unchanged"
 
 
+async def _apply_policies(app: TenantAccess, actor: Actor, item: SeedService) -> bool:
+    """Set each declared policy unless the stored one is the same (re-applying changes nothing)."""
+    changed = False
+    for name, document in item.policies.items():
+        stored = await app.store.get_rotation_policy(item.ref, name)
+        if stored is None or stored.document != document:
+            await app.put_rotation_policy(actor, item.ref, name, document)
+            changed = True
+    return changed
+
+
 # -- the state dump ------------------------------------------------------------------------------
 
 
@@ -318,6 +339,7 @@ async def dump(app: TenantAccess, actor: Actor, *, reveal: bool) -> dict[str, An
     from tenant_access.http.wire_seed import rfc3339
 
     services = []
+    policies = {(r.service.key, r.access_name) for r in await app.store.list_rotation_policies()}
     for svc in await app.store.list_all_services():
         entry: dict[str, Any] = {
             "subscription": svc.ref.subscription_id, "resource_group": svc.ref.resource_group, "name": svc.ref.name,
@@ -337,6 +359,11 @@ async def dump(app: TenantAccess, actor: Actor, *, reveal: bool) -> dict[str, An
                 "secondary_key_version_id": config.secondary_version_id,
                 "updated_at": rfc3339(config.updated_at),
             }
+            if (svc.ref.key, config.name) in policies:
+                view = await app.get_rotation_policy(svc.ref, config.name)
+                shown = view.describe()
+                entry[_ACCESS_KEYS[config.name]]["rotation_policy"] = view.policy.document()
+                entry[_ACCESS_KEYS[config.name]]["rotation_status"] = shown["status"]
         services.append(entry)
     document: dict[str, Any] = {"version": FORMAT_VERSION, "services": services}
     declared = await app.store.list_subscriptions()

@@ -9,10 +9,13 @@ transaction as the change itself.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenant_access.domain import access, services, subscriptions
+from tenant_access.clock import Clock, format_duration, iso
+from tenant_access.domain import access, policy, rotation, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
 from tenant_access.domain.idempotency import (
@@ -22,7 +25,6 @@ from tenant_access.domain.idempotency import (
     check_replay,
     principal_key,
 )
-from tenant_access.domain.keys import utcnow
 from tenant_access.domain.models import (
     AccessChange,
     AccessConfig,
@@ -37,8 +39,19 @@ from tenant_access.domain.models import (
 )
 from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
+from tenant_access.domain.usage import KeyUsage, SlotUsage
 from tenant_access.security.authorization import covers, reaches
 from tenant_access.storage.base import Store
+from tenant_access.storage.policies import PolicyRecord
+from tenant_access.usage import FLUSH_SECONDS, UsageRecorder
+
+
+class _ChangedMeanwhile(Exception):
+    """The key a policy meant to regenerate was replaced between the usage check and the lock."""
+
+
+#: Who policy-driven rotations are by, in the audit trail.
+POLICY_ACTOR = Actor("policy", "owner", "/", "policy", "scheduler", "scheduler")
 
 
 def _service_missing(ref: ServiceRef) -> NotFound:
@@ -49,6 +62,13 @@ def _service_missing(ref: ServiceRef) -> NotFound:
     )
 
 
+def _policy_detail(parsed: policy.RotationPolicy) -> str:
+    """What the audit record of a policy change says: the policy in one line."""
+    document = parsed.document()
+    actions = ", ".join(f"{a.action} {a.trigger}={format_duration(a.after)}" for a in parsed.actions) or "no actions"
+    return f"{actions}; expiryTime={document['attributes']['expiryTime']}; gracePeriod={document['gracePeriod']}"
+
+
 def _target(ref: ServiceRef, name: AccessName | None = None) -> str:
     return ref.resource_id + (f"/tenant/{name.value}" if name else "")
 
@@ -56,11 +76,15 @@ def _target(ref: ServiceRef, name: AccessName | None = None) -> str:
 @dataclass
 class TenantAccess:
     store: Store
+    #: "Now" for every change: the emulator can move it (see :mod:`tenant_access.clock`).
+    clock: Clock = dataclasses.field(default_factory=Clock)
+    #: Key usage counted by this process and not yet written (None: only what is stored).
+    usage: UsageRecorder | None = None
 
     # -- services --------------------------------------------------------------------------------
 
     async def put_service(self, actor: Actor, ref: ServiceRef, spec: ServiceSpec) -> ServicePlan:
-        now = utcnow()
+        now = self.clock.now()
 
         def decide(existing: Service | None) -> ServicePlan:
             plan = services.plan(existing, ref, spec, now)
@@ -119,12 +143,16 @@ class TenantAccess:
                                                                 service=ref))
         if found is None:
             raise _service_missing(ref)
+        expiry = await self.expiries(ref, name)
+        if expiry is not None:  # a rotation policy gives keys an expiry: listSecrets shows it
+            found = dataclasses.replace(found, expires_at=(found.config.primary_created_at + expiry,
+                                                           found.config.secondary_created_at + expiry))
         return found
 
     async def replace_access(
         self, actor: Actor, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object]
     ) -> AccessConfig:
-        now = utcnow()
+        now = self.clock.now()
         return await self._modify(actor, "access.create", ref, name,
                                   lambda current: access.replace(current, if_match, fields, now))
 
@@ -134,13 +162,13 @@ class TenantAccess:
     ) -> AccessConfig:
         """``status`` is what the client will be answered, for the audit record (204 for an older
         api-version's PATCH in Azure mode)."""
-        now = utcnow()
+        now = self.clock.now()
         return await self._modify(actor, "access.update", ref, name,
                                   lambda current: access.update(current, if_match, fields, now), status=status)
 
     async def regenerate_key(
         self, actor: Actor, operation: str, ref: ServiceRef, name: AccessName, slot: KeySlot,
-        idempotency_key: str | None = None, *, status: int = 200,
+        idempotency_key: str | None = None, *, status: int = 200, if_unused_for: _dt.timedelta | None = None,
     ) -> Rotation:
         """The seed operation (with ``slot=SECONDARY``) and its three siblings.
 
@@ -150,10 +178,14 @@ class TenantAccess:
         format answers a rotation with (200 in the seed format, 204 in Azure's): the audit record
         must say what the client received.
         """
-        now = utcnow()
+        now = self.clock.now()
         outcome: list[tuple[str, AccessChange]] = []
+        # ?ifUnusedFor=: usage read first, checked against the locked state (domain/rotation.py).
+        usage = await self.key_usage(ref, name) if if_unused_for is not None else None
 
         def decide(current: Secrets) -> AccessChange:
+            if usage is not None and if_unused_for is not None:
+                rotation.check_unused(current, slot, usage, if_unused_for, now)
             change = access.regenerate(current, slot, now)
             outcome.append((current.config.version_id(slot), change))
             return change
@@ -202,6 +234,104 @@ class TenantAccess:
             return await self.store.modify_access(ref, name, audited, idempotency=idempotency)
         except NotFound:
             raise _service_missing(ref) from None
+
+    # -- key lifecycle (issue 14) ----------------------------------------------------------------
+
+    async def key_usage(self, ref: ServiceRef, name: AccessName) -> KeyUsage:
+        """Both current key versions with their use: what the store holds from every replica, plus
+        this process's counts that are not written yet."""
+        config = await self.get_access(ref, name)
+        ids = [config.primary_version_id, config.secondary_version_id]
+        found = (await self.usage.usage(ids) if self.usage is not None
+                 else await self.store.get_key_usage(ids))
+        expiry = await self.expiries(ref, name)
+        keys = []
+        for slot, vid, created in ((KeySlot.PRIMARY, ids[0], config.primary_created_at),
+                                   (KeySlot.SECONDARY, ids[1], config.secondary_created_at)):
+            used = found.get(vid)
+            keys.append(SlotUsage(slot, vid, created, used.last_used if used else None, used.uses if used else 0,
+                                  created + expiry if expiry is not None else None))
+        return KeyUsage(config, (keys[0], keys[1]), self.clock.now(),
+                        self.usage.every if self.usage is not None else FLUSH_SECONDS)
+
+    async def expiries(self, ref: ServiceRef, name: AccessName) -> _dt.timedelta | None:
+        """How long the keys of this configuration live (its policy's expiryTime); None: forever."""
+        found = await self.store.get_rotation_policy(ref, name)
+        return policy.load(found.document).expiry if found is not None else None
+
+    async def get_rotation_policy(self, ref: ServiceRef, name: AccessName) -> policy.PolicyView:
+        config = await self.get_access(ref, name)
+        found = await self.store.get_rotation_policy(ref, name)
+        if found is None:
+            raise NotFound(f"The access configuration '{name.value}' has no rotation policy.", target="rotationPolicy")
+        return self._policy_view(config, found)
+
+    async def put_rotation_policy(self, actor: Actor, ref: ServiceRef, name: AccessName,
+                                  body: object) -> policy.PolicyView:
+        parsed = policy.parse(body)
+        config = await self.get_access(ref, name)
+        now = self.clock.now()
+        record = event(actor, "access.rotation_policy.put", _target(ref, name) + "/rotationPolicy", service=ref,
+                       at=now, detail=_policy_detail(parsed))
+        stored = await self.store.put_rotation_policy(ref, name, parsed.document(), now, record)
+        if stored is None:
+            raise _service_missing(ref)
+        return self._policy_view(config, stored)
+
+    async def delete_rotation_policy(self, actor: Actor, ref: ServiceRef, name: AccessName) -> bool:
+        await self.get_access(ref, name)
+        record = event(actor, "access.rotation_policy.delete", _target(ref, name) + "/rotationPolicy", service=ref,
+                       at=self.clock.now())
+        return await self.store.delete_rotation_policy(ref, name, record)
+
+    async def run_policy(self, found: PolicyRecord, now: _dt.datetime) -> str | None:
+        """One scheduler look at one policy: rotate the standby key if a rotation is due, or record
+        (once per episode) why it cannot; ``None`` when nothing was due.
+
+        Exactly once per due time across replicas and crashes: the rotation goes through the
+        ordinary change path with an idempotency key made of the due time, which the store checks
+        and stores in the rotation's own transaction. A replica that loses the race gets the
+        stored outcome and writes nothing; a crash before the commit leaves the due time due, one
+        after it moves the next due time on (it is counted from the newest key).
+        """
+        ref, name = found.service, found.access_name
+        rules = policy.load(found.document)
+        config = await self.store.get_access(ref, name)
+        due = policy.rotation_due(rules, config) if config is not None else None
+        if due is None or due > now:
+            return None
+        usage = await self.key_usage(ref, name)
+        decision = policy.decide(rules, usage, now)
+        if decision.slot is None:
+            assert decision.blocked is not None
+            if found.blocked_since is None:
+                record = event(POLICY_ACTOR, "access.rotation_blocked", _target(ref, name), service=ref, at=now,
+                               outcome="failed", status=409, detail=decision.blocked)
+                await self.store.set_policy_outcome(ref, name, now, decision.blocked, now, record)
+            return decision.blocked
+        slot = decision.slot
+        operation = f"access.regenerate_{slot.value}_key"
+        # Keys are scoped to a principal, not to a configuration: the key names both (hashed, to fit).
+        target = _target(ref, name).lower()
+        key = "policy:" + hashlib.sha256(f"{target}\n{iso(due)}".encode()).hexdigest()
+        claim = IdempotencyClaim(principal_key(POLICY_ACTOR), key, "policy.rotate", target, now)
+
+        def decide(current: Secrets) -> AccessChange:
+            if current.config.version_id(slot) != usage.slot(slot).version_id:
+                raise _ChangedMeanwhile  # another replica (or a person) rotated it: look again next pass
+            return access.regenerate(current, slot, now)
+
+        try:
+            await self._modify(POLICY_ACTOR, operation, ref, name, decide, idempotency=claim)
+        except (IdempotentReplay, _ChangedMeanwhile):
+            return "skipped: rotated by another replica, or changed meanwhile"
+        outcome = f"rotated the {slot.value} key (due {iso(due)})"
+        await self.store.set_policy_outcome(ref, name, now, outcome, None)
+        return outcome
+
+    def _policy_view(self, config: AccessConfig, found: PolicyRecord) -> policy.PolicyView:
+        return policy.PolicyView(config, policy.load(found.document), found.created_at, found.updated_at,
+                                 found.last_run_at, found.last_outcome, found.blocked_since, self.clock.now())
 
     # -- audit -----------------------------------------------------------------------------------
 

@@ -328,3 +328,19 @@ def test_the_console_speaks_the_azure_wire_format(browser: Browser, tmp_path: Pa
             expect(access.locator(".timeline .event .event-title").first).to_have_text("Enabled or disabled")
     finally:
         server.stop()
+
+
+def test_each_key_shows_when_it_was_last_used(browser: Browser, server: ServerProcess, api: Api) -> None:
+    """Key usage per slot (issue 14): a key that just signed a request reads "last used this minute",
+    the other "never used"."""
+    name = api.service()
+    enabled = api.call("PATCH", name, "/tenant/access", json={"properties": {"enabled": True}},
+                       headers={"If-Match": "*"})
+    assert enabled.status_code == 200, enabled.text
+    keys = api.secrets(name)
+    sas = make_sas("integration", keys["primary_key"], dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    assert httpx.get(f"{server.url}{api.path(name)}?{API}", headers={"Authorization": sas}).status_code == 200
+    sign_in(browser.page, server, name)
+    expect(key_row(browser.page, "access", "primary").locator('[data-role="meta"]')).to_contain_text(
+        "last used this minute")
+    expect(key_row(browser.page, "access", "secondary").locator('[data-role="meta"]')).to_contain_text("never used")

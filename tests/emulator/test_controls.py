@@ -227,4 +227,6 @@ def test_every_emulator_route_is_owner_only_and_documented() -> None:
         document = build(server._app.routes, "seed")
         assert {(p, m) for p, ops in document["paths"].items() for m in ops if p.startswith("/_emulator")} == {
             ("/_emulator/reset", "post"), ("/_emulator/state", "get"), ("/_emulator/seed", "post"),
-            ("/_emulator/faults", "get"), ("/_emulator/faults", "put"), ("/_emulator/faults", "delete")}
+            ("/_emulator/faults", "get"), ("/_emulator/faults", "put"), ("/_emulator/faults", "delete"),
+            ("/_emulator/clock", "get"), ("/_emulator/clock", "put"), ("/_emulator/clock", "delete"),
+            ("/_emulator/clock/advance", "post")}

@@ -17,6 +17,7 @@ from tenant_access.client._models import (
     AccessRef,
     AuditEvent,
     KeySlot,
+    KeyUsage,
     KeyVersion,
     Secrets,
     Service,
@@ -225,9 +226,29 @@ class Client:
     def regenerate_secondary_key(self, target: AccessRef) -> KeyVersion:
         return self._run(self._proto.regenerate(target, "secondary"))
 
-    def regenerate_key(self, target: AccessRef, slot: KeySlot) -> KeyVersion:
-        """Either key, by name; what :func:`rotate` uses."""
-        return self._run(self._proto.regenerate(target, slot))
+    def regenerate_key(self, target: AccessRef, slot: KeySlot, *, if_unused_for: str | None = None) -> KeyVersion:
+        """Either key, by name; what :func:`rotate` uses. With ``if_unused_for`` (an ISO 8601
+        duration, ``"PT15M"``) the server refuses with :class:`Conflict` (409, naming the last use)
+        to regenerate a key used within that window."""
+        return self._run(self._proto.regenerate(target, slot, if_unused_for=if_unused_for))
+
+    def key_usage(self, target: AccessRef) -> KeyUsage:
+        """When each key last authenticated a request (to the minute) and how often."""
+        return self._run(self._proto.key_usage(target))
+
+    def get_rotation_policy(self, target: AccessRef) -> dict[str, Any]:
+        """The policy (Key Vault's shape plus ``gracePeriod``) with its ``status``: next due times,
+        last outcome, ``blockedSince``. :class:`NotFound` when there is none."""
+        found: dict[str, Any] = self._run(self._proto.rotation_policy(target))
+        return found
+
+    def set_rotation_policy(self, target: AccessRef, document: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = self._run(self._proto.rotation_policy(target, "PUT", document))
+        return found
+
+    def delete_rotation_policy(self, target: AccessRef) -> bool:
+        """``False`` when there was none."""
+        return bool(self._run(self._proto.rotation_policy(target, "DELETE"))["deleted"])
 
     def regenerate_git_primary_key(self, target: AccessRef) -> KeyVersion:
         """The git route; it always acts on ``gitAccess`` whatever ``target.access_name`` says."""
@@ -378,8 +399,12 @@ class AsyncClient:
     async def regenerate_secondary_key(self, target: AccessRef) -> KeyVersion:
         return await self._run(self._proto.regenerate(target, "secondary"))
 
-    async def regenerate_key(self, target: AccessRef, slot: KeySlot) -> KeyVersion:
-        return await self._run(self._proto.regenerate(target, slot))
+    async def regenerate_key(self, target: AccessRef, slot: KeySlot, *,
+                             if_unused_for: str | None = None) -> KeyVersion:
+        return await self._run(self._proto.regenerate(target, slot, if_unused_for=if_unused_for))
+
+    async def key_usage(self, target: AccessRef) -> KeyUsage:
+        return await self._run(self._proto.key_usage(target))
 
     async def regenerate_git_primary_key(self, target: AccessRef) -> KeyVersion:
         return await self._run(self._proto.regenerate(target, "primary", git=True))

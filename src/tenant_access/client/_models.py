@@ -210,3 +210,36 @@ class RotationResult:
     in_use: KeySlot
     in_use_version_id: str | None
     standby_version_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUse:
+    """One key's use, as ``keyUsage`` reports it (the anchor is IAM's access-key-last-used).
+
+    ``last_used_at`` is to the minute, ``None`` when the key never authenticated a request;
+    ``unused_for`` is how long since (or since the key was made). ``expires_at`` is set when a
+    rotation policy gives keys an expiry.
+    """
+
+    slot: KeySlot
+    version_id: str | None
+    created_at: _dt.datetime | None
+    last_used_at: _dt.datetime | None
+    use_count: int
+    unused_for: str | None = None
+    expires_at: _dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """Both keys' use; ``as_of`` is the server's now (its moved clock in emulator mode), and the
+    figures may miss other replicas' uses of the last ``flush_interval_seconds``."""
+
+    name: str
+    primary: KeyUse
+    secondary: KeyUse
+    as_of: _dt.datetime | None = None
+    flush_interval_seconds: float | None = None
+
+    def slot(self, slot: KeySlot) -> KeyUse:
+        return self.primary if slot == "primary" else self.secondary

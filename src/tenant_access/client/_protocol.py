@@ -25,6 +25,7 @@ from tenant_access.client._models import (
     AccessRef,
     AuditEvent,
     KeySlot,
+    KeyUsage,
     KeyVersion,
     Secrets,
     Service,
@@ -190,11 +191,31 @@ class Protocol:
         data, style = self._data(response)
         return wire.secrets(response, data, style, target.access_name)
 
-    def regenerate(self, target: AccessRef, slot: KeySlot, *, git: bool = False) -> Op[KeyVersion]:
+    def regenerate(self, target: AccessRef, slot: KeySlot, *, git: bool = False,
+                   if_unused_for: str | None = None) -> Op[KeyVersion]:
         suffix = ("/git" if git else "") + ("/regeneratePrimaryKey" if slot == "primary" else "/regenerateSecondaryKey")
-        response = yield self._call("POST", access_path(target) + suffix)
+        call = self._call("POST", access_path(target) + suffix)
+        if if_unused_for is not None:
+            call.params["ifUnusedFor"] = if_unused_for
+        response = yield call
         body, style = self._read(response)
         return wire.key_version(response, body, style, slot, "gitAccess" if git else target.access_name)
+
+    def rotation_policy(self, target: AccessRef, method: str = "GET", document: Any = None) -> Op[Any]:
+        """The policy document with its ``status`` (GET, PUT), or ``{"deleted": bool}`` (DELETE);
+        ``None`` for a DELETE answered 204 (Azure style: there was none)."""
+        response = yield self._call(method, access_path(target) + "/rotationPolicy", json=document)
+        if response.status_code == 204:
+            return {"deleted": False}
+        body, style = self._read(response)
+        if method == "DELETE" and style == "azure":
+            return {"deleted": True}
+        return wire.obj(response, wire.payload(response, body, style))
+
+    def key_usage(self, target: AccessRef) -> Op[KeyUsage]:
+        response = yield self._call("GET", access_path(target) + "/keyUsage")
+        data, style = self._data(response)
+        return wire.key_usage(response, data, style, target.access_name)
 
     # -- audit -----------------------------------------------------------------------------------
 

@@ -20,15 +20,37 @@ Failure behaviour, step by step (nothing is retried; every step is safe to redo 
 
 Concurrent rotations of the same configuration are not coordinated; run one rotator per
 configuration.
+
+With ``unused_for`` (an ISO 8601 duration such as ``"PT15M"``), every regeneration asks the server
+to refuse it while the key was used within that window (``?ifUnusedFor=``): the standby key must
+already be unused (else :class:`Conflict` at step 1, nothing changed), and after ``on_new_key`` the
+old key is regenerated only once the server has seen no use of it for that long. Rotation polls
+(every ``poll`` seconds, telling ``on_waiting`` the usage it saw) for at most ``wait`` seconds, then
+raises the last :class:`Conflict`, with both keys still valid.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 
 from tenant_access.client._client import AsyncClient, Client
-from tenant_access.client._models import AccessRef, KeySlot, NewKey, RotationResult, Secrets, other_slot
+from tenant_access.client._errors import Conflict
+from tenant_access.client._models import (
+    AccessRef,
+    KeySlot,
+    KeyUsage,
+    KeyVersion,
+    NewKey,
+    RotationResult,
+    Secrets,
+    other_slot,
+)
+
+#: How often rotation asks again whether the old key is unused (seconds).
+POLL_SECONDS = 5.0
 
 
 def _check(in_use: str) -> KeySlot:
@@ -52,8 +74,26 @@ def _note(exc: BaseException, new: NewKey, in_use: KeySlot) -> None:
     )
 
 
+def _final_regeneration(client: Client, target: AccessRef, in_use: KeySlot, unused_for: str | None, wait: float,
+                        poll: float, on_waiting: Callable[[KeyUsage], object] | None) -> KeyVersion:
+    if unused_for is None:
+        return client.regenerate_key(target, in_use)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return client.regenerate_key(target, in_use, if_unused_for=unused_for)
+        except Conflict:
+            if time.monotonic() + poll > deadline:
+                raise
+            if on_waiting is not None:
+                on_waiting(client.key_usage(target))
+            time.sleep(poll)
+
+
 def rotate(
     client: Client, target: AccessRef, *, on_new_key: Callable[[NewKey], object], in_use: KeySlot = "primary",
+    unused_for: str | None = None, wait: float = 0.0, poll: float = POLL_SECONDS,
+    on_waiting: Callable[[KeyUsage], object] | None = None,
 ) -> RotationResult:
     """Rotate both keys of ``target`` without cutting off clients that use the ``in_use`` key.
 
@@ -63,26 +103,26 @@ def rotate(
     """
     in_use = _check(in_use)
     standby = other_slot(in_use)
-    first = client.regenerate_key(target, standby)
+    first = client.regenerate_key(target, standby, if_unused_for=unused_for)
     new = _new_key(target, standby, client.list_secrets(target), first.id)
     try:
         on_new_key(new)
     except BaseException as exc:
         _note(exc, new, in_use)
         raise
-    second = client.regenerate_key(target, in_use)
+    second = _final_regeneration(client, target, in_use, unused_for, wait, poll, on_waiting)
     return RotationResult(target=target, in_use=standby, in_use_version_id=new.version_id,
                           standby_version_id=second.id)
 
 
 async def rotate_async(
     client: AsyncClient, target: AccessRef, *, on_new_key: Callable[[NewKey], Awaitable[object] | object],
-    in_use: KeySlot = "primary",
+    in_use: KeySlot = "primary", unused_for: str | None = None, wait: float = 0.0, poll: float = POLL_SECONDS,
 ) -> RotationResult:
     """:func:`rotate` for :class:`AsyncClient`; ``on_new_key`` may be sync or async."""
     in_use = _check(in_use)
     standby = other_slot(in_use)
-    first = await client.regenerate_key(target, standby)
+    first = await client.regenerate_key(target, standby, if_unused_for=unused_for)
     new = _new_key(target, standby, await client.list_secrets(target), first.id)
     try:
         result = on_new_key(new)
@@ -91,6 +131,14 @@ async def rotate_async(
     except BaseException as exc:
         _note(exc, new, in_use)
         raise
-    second = await client.regenerate_key(target, in_use)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            second = await client.regenerate_key(target, in_use, if_unused_for=unused_for)
+            break
+        except Conflict:
+            if unused_for is None or time.monotonic() + poll > deadline:
+                raise
+            await asyncio.sleep(poll)
     return RotationResult(target=target, in_use=standby, in_use_version_id=new.version_id,
                           standby_version_id=second.id)

@@ -20,6 +20,8 @@ from tenant_access.client._models import (
     AccessConfiguration,
     AuditEvent,
     KeySlot,
+    KeyUsage,
+    KeyUse,
     KeyVersion,
     Secrets,
     Service,
@@ -282,3 +284,26 @@ def rfc3339(value: _dt.datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("audit filter times must be timezone-aware")
     return value.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def key_usage(response: httpx.Response, data: Json, style: Style, name: str) -> KeyUsage:
+    """Our extension (``keyUsage``): flat snake_case in the seed style, a proxy resource with
+    camelCase ``properties`` in the Azure style."""
+    seed = style == "seed"
+    body = data if seed else _sub(data, "properties")
+    names = (("version_id", "created_at", "last_used_at", "use_count", "unused_for", "expires_at") if seed else
+             ("keyVersionId", "createdAt", "lastUsedAt", "useCount", "unusedFor", "expiresAt"))
+    found = {}
+    for item in body.get("keys") or []:
+        if isinstance(item, dict) and item.get("slot") in ("primary", "secondary"):
+            count = item.get(names[3])
+            found[item["slot"]] = KeyUse(
+                slot=item["slot"], version_id=_s(item, names[0]), created_at=parse_time(item.get(names[1])),
+                last_used_at=parse_time(item.get(names[2])), use_count=count if isinstance(count, int) else 0,
+                unused_for=_s(item, names[4]), expires_at=parse_time(item.get(names[5])))
+    if set(found) != {"primary", "secondary"}:
+        raise _unexpected(response, "a key usage answer without both keys")
+    interval = body.get("flush_interval_seconds" if seed else "flushIntervalSeconds")
+    return KeyUsage(name=_s(data, "access_name") or name, primary=found["primary"], secondary=found["secondary"],
+                    as_of=parse_time(body.get("as_of" if seed else "asOf")),
+                    flush_interval_seconds=float(interval) if isinstance(interval, int | float) else None)

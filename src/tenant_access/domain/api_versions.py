@@ -49,6 +49,10 @@ FIRST_VERSION: dict[str, str] = {
     "access.create": "2020-12-01",
     # Our extension; it takes the same versions as the operations it reports on.
     "audit.list": "2016-10-10",
+    "access.key_usage": "2016-10-10",
+    "access.rotation_policy.get": "2016-10-10",
+    "access.rotation_policy.put": "2016-10-10",
+    "access.rotation_policy.delete": "2016-10-10",
 }
 
 

@@ -137,6 +137,8 @@ class Secrets(_Masked):
     config: AccessConfig
     primary_key: str
     secondary_key: str
+    #: When each key expires (primary, secondary) under a rotation policy's expiryTime; None: never.
+    expires_at: tuple[_dt.datetime | None, _dt.datetime | None] = (None, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ log = logging.getLogger("tenant_access.http")
 ANONYMOUS = Principal.anonymous()
 UNAUTHENTICATED = Actor("unauthenticated", "-", "-", "-", "-", "-")
 access_log = logging.getLogger("tenant_access.access")
+_POLICY_CHANGES = frozenset({"rotation_policy", "rotation_policy_deleted"})
 #: How many (method, path) pairs the router remembers, and for paths of at most how many bytes.
 KNOWN_PATHS = 8192
 MAX_KNOWN_PATH = 512
@@ -58,7 +59,15 @@ class App:
         self.settings = settings
         self.public_url = settings.base_url
         self.store = store
-        self.use_cases = TenantAccess(store)
+        from tenant_access.clock import Clock
+
+        #: The one "now" of key lifecycle (policies, expiry, usage, SAS expiry); see clock.py.
+        self.clock = Clock()
+        from tenant_access.usage import UsageRecorder
+
+        #: Uses of each key version, counted in memory and written in batches (usage.py).
+        self.usage = UsageRecorder(store)
+        self.use_cases = TenantAccess(store, self.clock, self.usage)
         self.wire = _wire(settings.api_style)
         self.metrics = Metrics(api_style=settings.api_style, auth=settings.auth)
         routes = list(ROUTES)
@@ -85,6 +94,19 @@ class App:
         from tenant_access.http import auth
 
         self.auth = auth.build(settings, store)
+        self.auth.clock = self.clock
+        self.auth.usage = self.usage
+        from tenant_access.key_expiry import KeyExpiries
+
+        self.expiries = KeyExpiries(store)
+        self.auth.expiries = self.expiries
+        from tenant_access.scheduler import Scheduler, SchedulerCollector
+
+        self.scheduler = Scheduler(self.use_cases, self.clock, enabled=settings.scheduler)
+        self.metrics.registry.register(SchedulerCollector(self.scheduler))
+        from tenant_access.usage import UsageCollector
+
+        self.metrics.registry.register(UsageCollector(self.usage))
         self.auth.on_failure = self.metrics.auth_failure
         from tenant_access.audit_trail import RetentionTask
         from tenant_access.refusals import RefusalSummaries
@@ -104,13 +126,17 @@ class App:
             self._opened = True
             self.refusals.start()
             self.retention.start()
+            self.usage.start()
+            self.scheduler.start()
             self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
 
     async def shutdown(self) -> None:
         if self._opened:
+            await self.scheduler.stop()
             await self.retention.stop()
+            await self.usage.stop()  # the last counts, before the store closes
             await self.refusals.stop()  # the last counts, before the store closes
             await self.store.close()
             self._opened = False
@@ -170,7 +196,7 @@ class App:
             ctx = Context(request, params, version, self.use_cases, actor, route.operation, self.wire.success_status,
                           self.public_url)
             outcome: Outcome = await route.handler(ctx)
-            self.metrics.handled(outcome.kind, outcome.value)
+            self._handled(outcome)
             response = self._render(outcome, ctx)
             if version is not None and version.is_fallback:
                 response.header("x-served-api-version", version.served)
@@ -189,6 +215,11 @@ class App:
         method = scope.get("method", "-")
         await response.send(send, head=method == "HEAD")
         self._finished(method, operation, request, response.status, request_id, who, time.perf_counter() - started)
+
+    def _handled(self, outcome: Outcome) -> None:
+        self.metrics.handled(outcome.kind, outcome.value)
+        if outcome.kind in _POLICY_CHANGES:
+            self.expiries.forget()  # this replica sees a new key lifetime at once
 
     def _finished(self, method: str, operation: str, request: Request | None, status: int, request_id: str, who: str,
                   elapsed: float) -> None:

@@ -27,12 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tenant_access.clock import Clock
 from tenant_access.config import Settings
 from tenant_access.domain.errors import AuthenticationFailed, FieldError, Forbidden, TooManyRequests, ValidationFailed
-from tenant_access.domain.models import AccessName, ServiceRef
+from tenant_access.domain.models import AccessConfig, AccessName, ServiceRef
 from tenant_access.http.challenges import Refusal, refusal
 from tenant_access.http.request import Request
 from tenant_access.http.routing import Route
+from tenant_access.key_expiry import KeyExpiries
 from tenant_access.memo import Memo
 from tenant_access.security import sas
 from tenant_access.security.authorization import Principal, Role, authorize
@@ -43,6 +45,7 @@ from tenant_access.security.limits import FailureLimiter, RateLimiter
 from tenant_access.security.signing_keys import SigningKeyring
 from tenant_access.security.tokens import TokenVerifier, Verified
 from tenant_access.storage.base import Store
+from tenant_access.usage import UsageRecorder
 
 log = logging.getLogger("tenant_access.auth")
 
@@ -101,6 +104,12 @@ class Authenticator:
     max_sas_lifetime: _dt.timedelta | None = None
     #: Client-secret verifications (scrypt) at the token endpoint: bounded, one at a time per address.
     sign_ins: VerificationGate = field(default_factory=VerificationGate)
+    #: "Now" for shared access signatures (their expiry, the keys' expiry): the emulator can move it.
+    clock: Clock = field(default_factory=Clock)
+    #: Told of every accepted signature's key version (key usage, issue 14); ``None``: not counted.
+    usage: UsageRecorder | None = None
+    #: Key lifetimes of rotation policies (``None``: keys never expire).
+    expiries: KeyExpiries | None = None
 
     async def authenticate(self, request: Request, route: Route, params: dict[str, str]) -> Principal:
         if request.repeats("authorization"):
@@ -223,7 +232,7 @@ class Authenticator:
         # Cached: the store drops an entry as soon as it learns of a change (see Store.get_secrets_cached).
         secrets = await self.store.get_secrets_cached(ref, AccessName.ACCESS)
         self._admit(request)
-        now = _dt.datetime.now(_dt.UTC)
+        now = self.clock.now()
         if secrets is None or not secrets.config.enabled:
             # The checks that need no key first, as for a service that exists: a malformed or expired
             # signature fails for the same reason whether or not the service is there.
@@ -234,6 +243,10 @@ class Authenticator:
         if (remembered is not None and remembered.service == ref.key and remembered.uid == config.principal_id
                 and remembered.version_id in (config.primary_version_id, config.secondary_version_id)
                 and now < remembered.expiry):
+            if self.expiries is not None and (self.expiries.stale or self.expiries.lifetime(ref.key, "access")):
+                await self._check_key_expiry(ref, config, remembered.version_id, now)
+            if self.usage is not None:
+                self.usage.record(remembered.version_id, now)
             return remembered.principal
         token = sas.parse_sas(value)
         sas.check_expiry(token, now, max_lifetime=self.max_sas_lifetime)
@@ -248,8 +261,27 @@ class Authenticator:
         principal = Principal.for_sas(token.uid, ref.resource_id)
         if len(self._signatures) >= VERIFIED_TOKENS:
             self._signatures.pop(next(iter(self._signatures)))
+        if self.expiries is not None and (self.expiries.stale or self.expiries.lifetime(ref.key, "access")):
+            await self._check_key_expiry(ref, config, version_id, now)
         self._signatures[value] = _VerifiedSignature(ref.key, token.uid, version_id, token.expiry, principal)
+        if self.usage is not None:
+            self.usage.record(version_id, now)
         return principal
+
+    async def _check_key_expiry(self, ref: ServiceRef, config: AccessConfig, version_id: str,
+                                now: _dt.datetime) -> None:
+        """A key past its rotation policy's expiryTime signs nothing (the reason is for the audit
+        record; the answer is the same as for any refused signature)."""
+        if self.expiries is None:
+            return
+        if self.expiries.stale:
+            await self.expiries.refresh()
+        lifetime = self.expiries.lifetime(ref.key, AccessName.ACCESS.value)
+        if lifetime is None:
+            return
+        created = config.primary_created_at if version_id == config.primary_version_id else config.secondary_created_at
+        if now >= created + lifetime:
+            raise InvalidCredential("sas: the key expired (rotation policy expiryTime)")
 
     def authorize(self, principal: Principal, route: Route, request: Request) -> None:
         """The decision is a pure function of principal, operation and path, so it is remembered

@@ -28,7 +28,7 @@ def routes(app: App) -> list[Route]:
 
     async def readyz(ctx: Context) -> Outcome:
         await app.store.ping()
-        return Outcome("document", {"status": "ready"})
+        return Outcome("document", {"status": "ready", "scheduler": app.scheduler.state.describe()})
 
     async def metrics(ctx: Context) -> Outcome:
         await _admit_scraper(app, ctx, metrics_route)

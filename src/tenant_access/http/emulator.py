@@ -12,6 +12,7 @@ only an owner scoped to ``/`` passes. The server registers them only when
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import fnmatch
 import itertools
 import logging
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tenant_access.domain.errors import (
+    FieldError,
     InternalError,
     Problems,
     ServiceUnavailable,
@@ -184,6 +186,47 @@ def _fault(rule: FaultRule) -> TenantAccessError:
     return InternalError(f"An internal error occurred {note}.")
 
 
+async def _scheduled(app: App) -> list[str]:
+    """After the clock moved: usage written (so every replica's decision sees it) and, where the
+    scheduler runs, one pass, so that what became due is done when the answer arrives."""
+    await app.usage.flush()
+    return await app.scheduler.run_once() if app.scheduler.state.enabled else []
+
+
+def _clock_time(body: Any) -> _dt.datetime:
+    raw = body.get("now") if isinstance(body, dict) else None
+    if isinstance(body, dict):
+        unknown = sorted(set(body) - {"now"})
+        if unknown:
+            raise ValidationFailed("Only 'now' may be set.",
+                                   details=[FieldError(f"body.{unknown[0]}", "unknown field")])
+    try:
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        when = _dt.datetime.fromisoformat(raw.strip().replace("z", "Z"))
+        if when.tzinfo is None:
+            raise ValueError(raw)
+        return when
+    except ValueError:
+        raise ValidationFailed("The clock needs 'now', an ISO 8601 time with a time zone (2027-01-01T00:00:00Z).",
+                               details=[FieldError("body.now", "must be an ISO 8601 time with a time zone")],
+                               target="now") from None
+
+
+def _clock_step(raw: Any) -> _dt.timedelta:
+    from tenant_access.clock import parse_duration
+
+    try:
+        step = parse_duration(raw)
+    except ValueError as exc:
+        raise ValidationFailed("The clock advances by an ISO 8601 duration ('by': P90D, PT15M).",
+                               details=[FieldError("by", str(exc))], target="by") from None
+    if not step:
+        raise ValidationFailed("The clock advances by a positive duration.",
+                               details=[FieldError("by", "must be longer than zero")], target="by")
+    return step
+
+
 def _flag(ctx: Context, name: str) -> bool:
     raw = ctx.request.query(name)
     if raw is None:
@@ -211,6 +254,9 @@ class Emulator:
             await app.store.reset()
             app.refusals.forget()  # their records are gone with the rest
             faults.clear()
+            app.usage.forget()  # counts of keys that are gone
+            app.expiries.forget()
+            app.clock.reset()  # a reset state starts at real time: no test inherits another's moved clock
             log.info("emulator reset by %s (request %s): every service, key and audit record was deleted",
                         ctx.actor.principal, ctx.actor.request_id)
             return Outcome("document", {"reset": True})
@@ -247,6 +293,28 @@ class Emulator:
             faults.clear()
             return Outcome("document", faults.describe())
 
+        async def get_clock(ctx: Context) -> Outcome:
+            return Outcome("document", app.clock.describe())
+
+        async def set_clock(ctx: Context) -> Outcome:
+            body = await ctx.request.json(required=True)
+            app.clock.set(_clock_time(body))
+            log.info("emulator clock set by %s to %s", ctx.actor.principal, app.clock.describe()["now"])
+            return Outcome("document", {**app.clock.describe(), "scheduled": await _scheduled(app)})
+
+        async def advance_clock(ctx: Context) -> Outcome:
+            body = await ctx.request.json(required=False)
+            raw = ctx.request.query("by")
+            if raw is None and isinstance(body, dict):
+                raw = body.get("by")
+            app.clock.advance(_clock_step(raw))
+            log.info("emulator clock advanced by %s (%s) to %s", raw, ctx.actor.principal, app.clock.describe()["now"])
+            return Outcome("document", {**app.clock.describe(), "scheduled": await _scheduled(app)})
+
+        async def reset_clock(ctx: Context) -> Outcome:
+            app.clock.reset()
+            return Outcome("document", app.clock.describe())
+
         def route(operation: str, method: str, path: str, handler: Any, summary: str) -> Route:
             return Route(operation, method, PREFIX + path, handler, summary, versioned=False)
 
@@ -261,4 +329,11 @@ class Emulator:
             route("emulator.faults.put", "PUT", "/faults", put_faults,
                   "Emulator: replace the fault rules (answer a share of requests with 429/500/503, or delay them)"),
             route("emulator.faults.delete", "DELETE", "/faults", delete_faults, "Emulator: remove every fault rule"),
+            route("emulator.clock.get", "GET", "/clock", get_clock,
+                  "Emulator: the server's now for policies, key expiry, key usage and SAS expiry"),
+            route("emulator.clock.set", "PUT", "/clock", set_clock,
+                  'Emulator: set the server\'s now ({"now": "2027-01-01T00:00:00Z"}); it keeps ticking from there'),
+            route("emulator.clock.advance", "POST", "/clock/advance", advance_clock,
+                  'Emulator: move the server\'s now ahead by an ISO 8601 duration ({"by": "P90D"} or ?by=P90D)'),
+            route("emulator.clock.delete", "DELETE", "/clock", reset_clock, "Emulator: back to real time"),
         ]

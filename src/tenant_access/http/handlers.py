@@ -157,10 +157,35 @@ async def _regenerate(ctx: Context, name: AccessName | None, slot: KeySlot) -> O
     key = idempotency.parse_header(ctx.request.header_values("idempotency-key"))
     await ctx.request.json(required=False)  # no body is expected; a malformed one is still refused
     rotation = await ctx.app.regenerate_key(ctx.actor, ctx.operation, ref, name or path_name, slot, key,
-                                            status=ctx.status_of("rotation"))
+                                            status=ctx.status_of("rotation"), if_unused_for=_if_unused_for(ctx))
     if rotation.replayed:
         return Outcome("rotation", rotation, headers=((idempotency.REPLAYED_HEADER, "true"),))
     return Outcome("rotation", rotation)
+
+
+def _if_unused_for(ctx: Context) -> _dt.timedelta | None:
+    """``?ifUnusedFor=PT15M`` (or the ``If-Unused-For`` header): opt-in, so the regenerate
+    operations keep their exact contract without it. Uses are kept to the minute, so even ``PT0S``
+    refuses a key used in the current minute."""
+    from tenant_access.clock import parse_duration
+    from tenant_access.domain.rotation import MAX_WINDOW
+
+    raw = ctx.request.query("ifUnusedFor")
+    where = "query.ifUnusedFor"
+    if raw is None:
+        raw = ctx.request.headers.get("if-unused-for")
+        where = "header.If-Unused-For"
+    if raw is None:
+        return None
+    problems = Problems()
+    try:
+        window = parse_duration(raw)
+        if window > MAX_WINDOW:
+            raise ValueError("must be at most 50 years")
+    except ValueError as exc:
+        problems.add(where, f"an ISO 8601 duration such as PT15M: {exc}")
+    problems.raise_if_any("ifUnusedFor is not valid.")
+    return window
 
 
 async def regenerate_primary_key(ctx: Context) -> Outcome:
@@ -177,6 +202,29 @@ async def git_regenerate_primary_key(ctx: Context) -> Outcome:
 
 async def git_regenerate_secondary_key(ctx: Context) -> Outcome:
     return await _regenerate(ctx, AccessName.GIT, KeySlot.SECONDARY)
+
+
+async def key_usage(ctx: Context) -> Outcome:
+    """Our extension: when each of the two keys was last used, and how often (issue 14)."""
+    ref, name = _access_target(ctx)
+    return Outcome("key_usage", await ctx.app.key_usage(ref, name))
+
+
+async def get_rotation_policy(ctx: Context) -> Outcome:
+    ref, name = _access_target(ctx)
+    return Outcome("rotation_policy", await ctx.app.get_rotation_policy(ref, name))
+
+
+async def put_rotation_policy(ctx: Context) -> Outcome:
+    """Key Vault's policy shape plus gracePeriod (``domain/policy.py``); replaces any earlier one."""
+    ref, name = _access_target(ctx)
+    body = await ctx.request.json(required=True)
+    return Outcome("rotation_policy", await ctx.app.put_rotation_policy(ctx.actor, ref, name, body))
+
+
+async def delete_rotation_policy(ctx: Context) -> Outcome:
+    ref, name = _access_target(ctx)
+    return Outcome("rotation_policy_deleted", await ctx.app.delete_rotation_policy(ctx.actor, ref, name))
 
 
 #: RFC 3339 ``date-time`` (what the OpenAPI documents promise): a time zone is required.
@@ -246,6 +294,15 @@ ROUTES: tuple[Route, ...] = (
           git_regenerate_primary_key, "Regenerate the primary key of the gitAccess configuration"),
     Route("access.git_regenerate_secondary_key", "POST", ACCESS + "/git/regenerateSecondaryKey",
           git_regenerate_secondary_key, "Regenerate the secondary key of the gitAccess configuration"),
+    Route("access.key_usage", "GET", ACCESS + "/keyUsage", key_usage,
+          "When each key was last used to authenticate (to the minute) and how often (our extension)"),
+    Route("access.rotation_policy.get", "GET", ACCESS + "/rotationPolicy", get_rotation_policy,
+          "Get the rotation policy of an access configuration, with its scheduler state (our extension)"),
+    Route("access.rotation_policy.put", "PUT", ACCESS + "/rotationPolicy", put_rotation_policy,
+          "Set the rotation policy (Key Vault's lifetimeActions and expiryTime, plus gracePeriod; our extension)",
+          body="RotationPolicy"),
+    Route("access.rotation_policy.delete", "DELETE", ACCESS + "/rotationPolicy", delete_rotation_policy,
+          "Remove the rotation policy: no more scheduled rotations, keys no longer expire (our extension)"),
     Route("audit.list", "GET", SERVICE + "/auditEvents", list_audit_events,
           "List the audit records of a service (filters: operation, kind (changes, reads, refusals), since, "
           "until; paging: $top, $skip)"),

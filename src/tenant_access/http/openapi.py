@@ -88,9 +88,33 @@ SCHEMAS: dict[str, Any] = {
 }
 SCHEMAS["Secrets"] = {
     **SCHEMAS["AccessConfiguration"],
-    "properties": {**SCHEMAS["AccessConfiguration"]["properties"], "primary_key": STR, "secondary_key": STR},
+    "properties": {**SCHEMAS["AccessConfiguration"]["properties"], "primary_key": STR, "secondary_key": STR,
+                   "primary_key_expires_at": TS, "secondary_key_expires_at": TS},
     "required": [*SCHEMAS["AccessConfiguration"]["required"], "primary_key", "secondary_key"],
 }
+
+SCHEMAS["KeyUsage"] = _obj({
+    "id": STR, "access_name": {"type": "string", "enum": ["access", "gitAccess"]}, "service_name": STR,
+    "resource_group": STR, "subscription_id": STR, "as_of": TS,
+    "flush_interval_seconds": {"type": "number",
+                               "description": "How far behind other replicas' uses the figures may be"},
+    "keys": {"type": "array", "minItems": 2, "maxItems": 2, "items": _obj({
+        "slot": {"type": "string", "enum": ["primary", "secondary"]}, "version_id": STR, "created_at": TS,
+        "last_used_at": {"anyOf": [TS, {"type": "null"}], "description": "To the minute; null: never used"},
+        "use_count": {"type": "integer", "minimum": 0},
+        "unused_for": {"type": "string", "description": "ISO 8601 duration since the last use (or creation)"},
+        "expires_at": {"anyOf": [TS, {"type": "null"}], "description": "null: the key does not expire"},
+    })},
+})
+
+def _policy_schemas() -> None:
+    from tenant_access.http.openapi_common import ROTATION_POLICY, ROTATION_POLICY_STATE
+
+    SCHEMAS["RotationPolicy"] = ROTATION_POLICY
+    SCHEMAS["RotationPolicyState"] = ROTATION_POLICY_STATE
+
+
+_policy_schemas()
 
 PARAMETERS: dict[str, Any] = {
     "subscriptionId": {"name": "subscriptionId", "in": "path", "required": True,
@@ -128,6 +152,11 @@ SUCCESS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "access.git_regenerate_primary_key": ("200", {"$ref": "#/components/schemas/KeyVersion"}),
     "access.git_regenerate_secondary_key": ("200", {"$ref": "#/components/schemas/KeyVersion"}),
     "audit.list": ("200", {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}),
+    "access.key_usage": ("200", {"$ref": "#/components/schemas/KeyUsage"}),
+    "access.rotation_policy.get": ("200", {"$ref": "#/components/schemas/RotationPolicyState"}),
+    "access.rotation_policy.put": ("200", {"$ref": "#/components/schemas/RotationPolicyState"}),
+    "access.rotation_policy.delete": ("200", {"type": "object", "properties": {"deleted": {"type": "boolean"}},
+                                              "required": ["deleted"], "additionalProperties": False}),
 }
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -155,7 +184,7 @@ def _operation(route: Route) -> dict[str, Any]:
     names = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
     params: list[dict[str, Any]] = [{"$ref": f"#/components/parameters/{n}"} for n in names]
     params.append({"$ref": "#/components/parameters/api-version"})
-    if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
+    if route.method in ("PUT", "PATCH") and route.operation.startswith("access.") and route.body != "RotationPolicy":
         params.append({"$ref": "#/components/parameters/If-Match"})
     if route.operation in ("services.list", "access.list", "audit.list"):
         params += [{"$ref": "#/components/parameters/$top"}, {"$ref": "#/components/parameters/$skip"}]
@@ -170,12 +199,16 @@ def _operation(route: Route) -> dict[str, Any]:
             {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
             {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
         ]
+    if "regenerate" in route.operation:
+        from tenant_access.http.openapi_common import IF_UNUSED_FOR
+
+        params.append(IF_UNUSED_FOR)
     status, data = SUCCESS[route.operation]
     ok: dict[str, Any] = {"description": "Success"}
     if data is not None:
         ok["content"] = {"application/json": {"schema": _envelope(data)}}
-    if route.operation.startswith("access.") and route.operation not in ("access.list",) and "regenerate" not in \
-            route.operation:
+    if route.operation.startswith("access.") and route.operation not in ("access.list", "access.key_usage") \
+            and "regenerate" not in route.operation and "rotation_policy" not in route.operation:
         ok["headers"] = _ETAG
     responses: dict[str, Any] = {status: ok}
     if route.operation == "services.create_or_update":
@@ -188,10 +221,13 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.body is not None:
         responses["413"] = {"description": "PAYLOAD_TOO_LARGE", **_ERROR}
         responses["415"] = {"description": "UNSUPPORTED_MEDIA_TYPE", **_ERROR}
-    if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
+    if route.method in ("PUT", "PATCH") and route.operation.startswith("access.") and route.body != "RotationPolicy":
         responses["412"] = {"description": "PRECONDITION_FAILED", **_ERROR}
     if route.operation == "services.create_or_update":
         responses["409"] = {"description": "CONFLICT (the location of a service cannot change)", **_ERROR}
+    if "regenerate" in route.operation:
+        responses["409"] = {"description": "CONFLICT (with ifUnusedFor: the key was used within that window)",
+                            **_ERROR}
     op: dict[str, Any] = {
         "operationId": route.operation, "summary": route.summary, "parameters": params, "responses": responses,
         "tags": [route.operation.split(".")[0]],

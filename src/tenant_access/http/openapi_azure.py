@@ -48,7 +48,9 @@ SCHEMAS: dict[str, Any] = {
     }),
     "AccessInformationSecretsContract": _obj({
         "id": STR, "principalId": STR, "primaryKey": STR, "secondaryKey": STR, "enabled": BOOL,
-    }),
+        # Our extension: present only under a rotation policy with an expiryTime.
+        "primaryKeyExpiresAt": TIME, "secondaryKeyExpiresAt": TIME,
+    }, required=["id", "principalId", "primaryKey", "secondaryKey", "enabled"]),
     "ApiManagementServiceResource": _obj({
         "id": STR, "name": STR, "type": {"const": "Microsoft.ApiManagement/service"},
         "tags": {"type": "object", "additionalProperties": STR}, "location": STR, "etag": STR,
@@ -78,6 +80,19 @@ SCHEMAS: dict[str, Any] = {
         "detail": {"type": ["string", "null"]},
         "count": {"type": "integer", "minimum": 1},
     }),
+    "KeyUsage": _obj({
+        "id": STR, "type": {"const": "Microsoft.ApiManagement/service/tenant/keyUsage"}, "name": {"const": "keyUsage"},
+        "properties": _obj({
+            "asOf": TIME, "flushIntervalSeconds": {"type": "number"},
+            "keys": {"type": "array", "minItems": 2, "maxItems": 2, "items": _obj({
+                "slot": {"type": "string", "enum": ["primary", "secondary"]}, "keyVersionId": STR, "createdAt": TIME,
+                "lastUsedAt": {"anyOf": [TIME, {"type": "null"}]}, "useCount": {"type": "integer", "minimum": 0},
+                "unusedFor": STR, "expiresAt": {"anyOf": [TIME, {"type": "null"}]},
+            })},
+        }),
+    }),
+    "RotationPolicy": openapi_common.ROTATION_POLICY,
+    "RotationPolicyState": openapi_common.ROTATION_POLICY_STATE,
     "AuditEventList": _obj({
         "value": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}, "nextLink": STR,
     }, required=["value"]),
@@ -151,6 +166,12 @@ SUCCESS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
     "access.git_regenerate_secondary_key": {"204": ("Regenerated", None, False)},
     "audit.list": {"200": ("Audit records (our extension, in Resource Manager's list envelope)", "AuditEventList",
                            False)},
+    "access.rotation_policy.get": {"200": ("The policy (Key Vault's shape) and its scheduler state",
+                                           "RotationPolicyState", False)},
+    "access.rotation_policy.put": {"200": ("The policy as stored, with its scheduler state", "RotationPolicyState",
+                                           False)},
+    "access.rotation_policy.delete": {"200": ("Deleted", None, False), "204": ("There was no policy", None, False)},
+    "access.key_usage": {"200": ("When each key was last used, and how often (our extension)", "KeyUsage", False)},
 }
 
 
@@ -168,7 +189,7 @@ def _operation(route: Route) -> dict[str, Any]:
         return op
     names = [part[1:-1] for part in route.path.split("/") if part.startswith("{")]
     params: list[dict[str, Any]] = [{"$ref": f"#/components/parameters/{n}"} for n in names]
-    if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
+    if route.method in ("PUT", "PATCH") and route.operation.startswith("access.") and route.body != "RotationPolicy":
         params.append({"$ref": "#/components/parameters/If-Match"})
     if route.operation in ("services.list", "services.list_by_subscription", "access.list", "audit.list"):
         params += [{"$ref": "#/components/parameters/$top"}, {"$ref": "#/components/parameters/$skip"}]
@@ -183,6 +204,8 @@ def _operation(route: Route) -> dict[str, Any]:
             {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
             {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
         ]
+    if "regenerate" in route.operation:
+        params.append(openapi_common.IF_UNUSED_FOR)
     params.append({"name": "x-ms-client-request-id", "in": "header", "required": False, "schema": STR,
                    "description": "Echoed back when it is 1 to 200 visible ASCII characters"})
     op["parameters"] = params
@@ -196,11 +219,14 @@ def _operation(route: Route) -> dict[str, Any]:
     for status, text in (("400", "ValidationError, MissingApiVersionParameter, InvalidApiVersionParameter"),
                          ("404", "ResourceNotFound, NotFound"), ("500", "InternalServerError")):
         responses[status] = {"description": text, **({"content": error} if error else {})}
-    if route.method in ("PUT", "PATCH") and route.operation.startswith("access."):
+    if route.method in ("PUT", "PATCH") and route.operation.startswith("access.") and route.body != "RotationPolicy":
         responses["412"] = {"description": "PreconditionFailed: If-Match is not the current entity tag",
                             "content": _ERROR}
     if route.operation == "services.create_or_update":
         responses["409"] = {"description": "InvalidResourceLocation: a service cannot move", "content": _ERROR}
+    if "regenerate" in route.operation:
+        responses["409"] = {"description": "Conflict: with ifUnusedFor, the key was used within that window",
+                            "content": _ERROR}
     op["responses"] = responses
     if route.body is not None:
         op["requestBody"] = {"required": True, "content": {

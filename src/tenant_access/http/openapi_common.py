@@ -331,3 +331,44 @@ def finish(doc: dict[str, Any], routes: Sequence[Route], error_content: Callable
 
 def _is_api_version(param: dict[str, Any]) -> bool:
     return param.get("name") == "api-version" or param.get("$ref", "").endswith("/api-version")
+
+
+#: ``?ifUnusedFor=`` on the regenerate operations (issue 14): opt-in, so their contract is unchanged without it.
+#: Every string this pattern matches is a window the server accepts (at most about 40 years).
+WINDOW_PATTERN = r"^P(?=\d|T\d)(\d{1,4}D)?(T(?=\d)(\d{1,5}H)?(\d{1,6}M)?(\d{1,6}S)?)?$"
+IF_UNUSED_FOR: dict[str, Any] = {
+    "name": "ifUnusedFor", "in": "query", "required": False,
+    "schema": {"type": "string", "pattern": WINDOW_PATTERN, "examples": ["PT15M"]},
+    "description": "Our extension: refuse (409, naming the last use) to regenerate a key used within this ISO 8601 "
+                   "duration. The If-Unused-For header does the same.",
+}
+
+_DURATION_PATTERN = r"^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
+_DURATION = {"type": "string", "pattern": _DURATION_PATTERN,
+             "description": "ISO 8601 duration, e.g. P90D, PT15M (a year is 365 days, a month 30)"}
+_POLICY_ACTION = {"type": "object", "properties": {
+    "trigger": {"type": "object", "properties": {"timeAfterCreate": _DURATION, "timeBeforeExpiry": _DURATION},
+                "additionalProperties": False},
+    "action": {"type": "object", "properties": {"type": {"type": "string", "enum": ["Rotate", "Notify"]}},
+               "required": ["type"], "additionalProperties": False}},
+    "required": ["trigger", "action"], "additionalProperties": False}
+_NULLABLE = {"type": ["string", "null"]}
+#: Key Vault's key rotation policy, plus gracePeriod (issue 14): the request body, and the answer with state.
+ROTATION_POLICY: dict[str, Any] = {"type": "object", "properties": {
+    "lifetimeActions": {"type": "array", "items": _POLICY_ACTION, "maxItems": 2},
+    "attributes": {"type": "object", "properties": {"expiryTime": {**_DURATION, "type": ["string", "null"]}}},
+    "gracePeriod": _DURATION,
+}, "additionalProperties": True}
+ROTATION_POLICY_STATE: dict[str, Any] = {"type": "object", "properties": {
+    "id": {"type": "string"},
+    "lifetimeActions": {"type": "array", "items": _POLICY_ACTION},
+    "attributes": {"type": "object", "properties": {"expiryTime": _NULLABLE, "created": {"type": "string"},
+                                                    "updated": {"type": "string"}},
+                   "required": ["expiryTime", "created", "updated"], "additionalProperties": False},
+    "gracePeriod": _DURATION,
+    "status": {"type": "object", "properties": {
+        "nextRotation": _NULLABLE, "nextNotify": _NULLABLE, "overdue": {"type": "boolean"},
+        "lastRunAt": _NULLABLE, "lastOutcome": _NULLABLE, "blockedSince": _NULLABLE},
+        "required": ["nextRotation", "nextNotify", "overdue", "lastRunAt", "lastOutcome", "blockedSince"],
+        "additionalProperties": False},
+}, "required": ["id", "lifetimeActions", "attributes", "gracePeriod", "status"], "additionalProperties": False}

@@ -18,8 +18,10 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from tenant_access.clock import format_duration
 from tenant_access.domain.errors import TenantAccessError, ValidationFailed
 from tenant_access.domain.models import AccessConfig, Secrets, Service, ServiceRef
+from tenant_access.domain.usage import KeyUsage
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.handlers import Page
 from tenant_access.http.request import Request
@@ -75,13 +77,17 @@ def secrets_body(secrets: Secrets) -> dict[str, Any]:
     service read from it.
     """
     config = secrets.config
-    return {
+    body: dict[str, Any] = {
         "id": config.principal_id,
         "principalId": config.principal_id,
         "primaryKey": secrets.primary_key,
         "secondaryKey": secrets.secondary_key,
         "enabled": config.enabled,
     }
+    for slot, when in zip(("primary", "secondary"), secrets.expires_at, strict=True):
+        if when is not None:  # our extension, only under a rotation policy with an expiryTime
+            body[f"{slot}KeyExpiresAt"] = dotnet_time(when)
+    return body
 
 
 def _region(location: str) -> str:
@@ -211,9 +217,39 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         if link:
             listing["nextLink"] = link
         return json_response(200, listing)
+    if kind == "key_usage":
+        return json_response(200, key_usage_body(value))
+    if kind == "rotation_policy":  # Key Vault's own shape (its data plane has no resource envelope either)
+        return json_response(200, value.describe())
+    if kind == "rotation_policy_deleted":
+        return _empty(200 if value else 204)
     if kind == "document":
         return json_response(200, value)
     raise AssertionError(f"no azure rendering for {kind}")
+
+
+def key_usage_body(usage: KeyUsage) -> dict[str, Any]:
+    """Our extension (issue 14) as a proxy resource under the access configuration, camelCase,
+    round-trip UTC times."""
+    config = usage.config
+    return {
+        "id": config.resource_id + "/keyUsage",
+        "type": TENANT_TYPE + "/keyUsage",
+        "name": "keyUsage",
+        "properties": {
+            "asOf": dotnet_time(usage.as_of),
+            "flushIntervalSeconds": usage.flush_seconds,
+            "keys": [{
+                "slot": key.slot.value,
+                "keyVersionId": key.version_id,
+                "createdAt": dotnet_time(key.created_at),
+                "lastUsedAt": dotnet_time(key.last_used) if key.last_used else None,
+                "useCount": key.uses,
+                "unusedFor": format_duration(key.unused_for(usage.as_of)),
+                "expiresAt": dotnet_time(key.expires_at) if key.expires_at else None,
+            } for key in usage.keys],
+        },
+    }
 
 
 def extension_record(record: Any) -> dict[str, Any]:

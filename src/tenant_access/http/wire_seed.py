@@ -11,9 +11,11 @@ import datetime as _dt
 import functools
 from typing import Any
 
+from tenant_access.clock import format_duration
 from tenant_access.domain.audit import AuditEvent
 from tenant_access.domain.errors import TenantAccessError
 from tenant_access.domain.models import AccessConfig, Rotation, Secrets, Service, ServiceRef
+from tenant_access.domain.usage import KeyUsage
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.request import Request
 from tenant_access.http.responses import Rendered, Response, json_response
@@ -72,6 +74,9 @@ def secrets_data(secrets: Secrets) -> dict[str, Any]:
     data = access_data(secrets.config)
     data["primary_key"] = secrets.primary_key
     data["secondary_key"] = secrets.secondary_key
+    for slot, when in zip(("primary", "secondary"), secrets.expires_at, strict=True):
+        if when is not None:  # only under a rotation policy with an expiryTime
+            data[f"{slot}_key_expires_at"] = rfc3339(when)
     return data
 
 
@@ -108,6 +113,29 @@ def audit_data(record: AuditEvent) -> dict[str, Any]:
         "new_version_id": record.new_version_id,
         "detail": record.detail,
         "count": record.count,
+    }
+
+
+def key_usage_data(usage: KeyUsage) -> dict[str, Any]:
+    """Our extension (issue 14), in the seed's flat snake_case; times to the minute."""
+    config = usage.config
+    return {
+        "id": config.resource_id + "/keyUsage",
+        "access_name": config.name.value,
+        "service_name": config.service.name,
+        "resource_group": config.service.resource_group,
+        "subscription_id": config.service.subscription_id,
+        "as_of": rfc3339(usage.as_of),
+        "flush_interval_seconds": usage.flush_seconds,
+        "keys": [{
+            "slot": key.slot.value,
+            "version_id": key.version_id,
+            "created_at": rfc3339(key.created_at),
+            "last_used_at": rfc3339(key.last_used) if key.last_used else None,
+            "use_count": key.uses,
+            "unused_for": format_duration(key.unused_for(usage.as_of)),
+            "expires_at": rfc3339(key.expires_at) if key.expires_at else None,
+        } for key in usage.keys],
     }
 
 
@@ -153,6 +181,12 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return _ok(200, data)
     if kind == "audit_list":
         return _ok(200, [audit_data(r) for r in value])
+    if kind == "key_usage":
+        return _ok(200, key_usage_data(value))
+    if kind == "rotation_policy":  # Key Vault's shape in both styles: that is what its users know
+        return _ok(200, value.describe())
+    if kind == "rotation_policy_deleted":
+        return _ok(200, {"deleted": value})
     if kind == "document":
         return json_response(200, value)
     raise AssertionError(f"no seed rendering for {kind}")

@@ -41,6 +41,8 @@ READ_OPERATIONS: frozenset[str] = frozenset({
     "access.list",
     "access.get",
     "access.get_entity_tag",
+    "access.key_usage",
+    "access.rotation_policy.get",
 })
 KEY_OPERATIONS: frozenset[str] = frozenset({
     "access.list_secrets",
@@ -55,6 +57,8 @@ OWNER_OPERATIONS: frozenset[str] = frozenset({
     "access.create",
     "access.update",
     "audit.list",
+    "access.rotation_policy.put",
+    "access.rotation_policy.delete",
 })
 #: The emulator controls (``/_emulator/...``): owner-only, and since their path lies under no
 #: subscription, only an owner whose scope is ``/`` can reach them.
@@ -65,6 +69,10 @@ EMULATOR_OPERATIONS: frozenset[str] = frozenset({
     "emulator.faults.get",
     "emulator.faults.put",
     "emulator.faults.delete",
+    "emulator.clock.get",
+    "emulator.clock.set",
+    "emulator.clock.advance",
+    "emulator.clock.delete",
 })
 
 #: Which operation names (the router's ``Route.operation``) each role may call. Data rather than

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.idempotency import IdempotencyClaim
@@ -19,6 +19,8 @@ from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage.census import KeyCensus
+from tenant_access.storage.policies import PolicyRecord
+from tenant_access.storage.usage import Usage, UsageRow
 
 
 class Cipher(Protocol):
@@ -153,6 +155,39 @@ class Store(Protocol):
         change by another process), within milliseconds on PostgreSQL (``LISTEN/NOTIFY``), and never
         used for more than a second while the PostgreSQL listener is down. ``listSecrets`` never uses it.
         """
+        ...
+
+    async def add_key_usage(self, rows: Sequence[UsageRow]) -> None:
+        """Add one batch of key uses (a replica's flush), in one transaction, not flushed to disk:
+        counts add up and last-used times only move forward, whatever other replicas write. A row
+        of a key version that no longer exists is skipped."""
+        ...
+
+    async def get_key_usage(self, version_ids: Sequence[str]) -> dict[str, Usage]:
+        """The stored usage of these key versions (those never used are absent)."""
+        ...
+
+    async def put_rotation_policy(self, ref: ServiceRef, name: AccessName, document: dict[str, Any],
+                                  now: _dt.datetime, audit: AuditEvent) -> PolicyRecord | None:
+        """Create or replace a policy (clearing its blocked state) with its audit record, in one
+        transaction; ``None`` when the service does not exist."""
+        ...
+
+    async def get_rotation_policy(self, ref: ServiceRef, name: AccessName) -> PolicyRecord | None: ...
+
+    async def delete_rotation_policy(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> bool:
+        """``audit`` is written only if there was a policy to delete."""
+        ...
+
+    async def list_rotation_policies(self) -> list[PolicyRecord]:
+        """Every policy of every service (the scheduler's pass, key expiry, the emulator's state)."""
+        ...
+
+    async def set_policy_outcome(self, ref: ServiceRef, name: AccessName, at: _dt.datetime, outcome: str,
+                                 blocked_since: _dt.datetime | None, audit: AuditEvent | None = None) -> bool:
+        """Record what the scheduler did. With ``blocked_since``, only a policy that was not blocked
+        yet is updated, and ``audit`` is written with it: one record per blocked episode across
+        replicas. Answers whether the row was updated."""
         ...
 
     async def modify_access(

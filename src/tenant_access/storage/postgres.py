@@ -56,6 +56,8 @@ from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
+from tenant_access.storage import policies as policy_sql
+from tenant_access.storage import usage as usage_sql
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
@@ -535,7 +537,8 @@ class PostgresStore:
 
     async def reset(self) -> None:
         async def tx(conn: Conn) -> None:
-            for table in ("access_configs", "key_versions", "services", "audit_events", "idempotency_keys"):
+            for table in ("rotation_policies", "key_usage", "access_configs", "key_versions", "services",
+                          "audit_events", "idempotency_keys"):
                 await conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, RESET_NOTIFICATION))
 
@@ -552,6 +555,7 @@ class PostgresStore:
             )
             if row is None:
                 return None
+            await self._exec(conn, "DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             await self._exec(conn, "DELETE FROM services WHERE id = ?", (row[0],))
             await self._exec(conn, AUDIT_INSERT, audit_args(audit))
             await self._notify(conn, ref, None, None)
@@ -587,6 +591,78 @@ class PostgresStore:
                 await cur.executemany(pyformat(AUDIT_ADD_COUNT), [(n, record_id) for record_id, n in counts])
 
         await self._write(tx)
+
+    # -- rotation policies (issue 14) ------------------------------------------------------------
+
+    async def put_rotation_policy(self, ref: ServiceRef, name: AccessName, document: dict[str, Any],
+                                  now: _dt.datetime, audit: AuditEvent) -> policy_sql.PolicyRecord | None:
+        async def tx(conn: Conn) -> policy_sql.PolicyRecord | None:
+            found = await self._one(conn, policy_sql.SERVICE_ID + " FOR SHARE", ref.key)
+            if found is None:
+                return None
+            await self._exec(conn, policy_sql.UPSERT, policy_sql.upsert_args(found[0], name, document, now))
+            await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            return policy_sql.from_row(await self._one(conn, policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)))
+
+        return await self._write(tx)
+
+    async def get_rotation_policy(self, ref: ServiceRef, name: AccessName) -> policy_sql.PolicyRecord | None:
+        row = await self._read(lambda conn: self._one(conn, policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)))
+        return policy_sql.from_row(row) if row else None
+
+    async def delete_rotation_policy(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> bool:
+        async def tx(conn: Conn) -> bool:
+            found = await self._one(conn, policy_sql.SERVICE_ID, ref.key)
+            if found is None:
+                return False
+            cur = await conn.execute(pyformat(policy_sql.DELETE), (found[0], name.value))
+            if cur.rowcount == 0:
+                return False
+            await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            return True
+
+        return await self._write(tx)
+
+    async def list_rotation_policies(self) -> list[policy_sql.PolicyRecord]:
+        rows = await self._read(lambda conn: self._all(conn, policy_sql.SELECT_ALL, ()))
+        return [policy_sql.from_row(r) for r in rows]
+
+    async def set_policy_outcome(self, ref: ServiceRef, name: AccessName, at: _dt.datetime, outcome: str,
+                                 blocked_since: _dt.datetime | None, audit: AuditEvent | None = None) -> bool:
+        sql = policy_sql.SET_BLOCKED if blocked_since is not None else policy_sql.SET_OUTCOME
+        args = policy_sql.outcome_args(ref, name, at, outcome, blocked_since)
+
+        async def tx(conn: Conn) -> bool:
+            cur = await conn.execute(pyformat(sql), args)
+            if cur.rowcount == 0:
+                return False
+            if audit is not None:
+                await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            return True
+
+        return await self._write(tx)
+
+    # -- key usage (issue 14) --------------------------------------------------------------------
+
+    async def add_key_usage(self, rows: Sequence[usage_sql.UsageRow]) -> None:
+        """Not flushed to disk (``synchronous_commit off``): usage is batched and may lose the last
+        flush anyway; rows are locked in version order, so concurrent replicas cannot deadlock."""
+        if not rows:
+            return
+        args = usage_sql.upsert_args(rows)
+
+        async def tx(conn: Conn) -> None:
+            await conn.execute("SET LOCAL synchronous_commit TO off")
+            async with conn.cursor() as cur:
+                await cur.executemany(pyformat(usage_sql.UPSERT), args)
+
+        await self._write(tx)
+
+    async def get_key_usage(self, version_ids: Sequence[str]) -> dict[str, usage_sql.Usage]:
+        if not version_ids:
+            return {}
+        sql = usage_sql.select_sql(len(version_ids))
+        return usage_sql.from_rows(await self._read(lambda conn: self._all(conn, sql, tuple(version_ids))))
 
     async def scan_audit(self, scan: AuditScan) -> list[AuditEvent]:
         sql, args = scan_sql(scan)

@@ -53,6 +53,8 @@ from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage import idempotency as idem
 from tenant_access.storage import migrations
+from tenant_access.storage import policies as policy_sql
+from tenant_access.storage import usage as usage_sql
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
@@ -435,7 +437,8 @@ class SqliteStore:
 
     async def reset(self) -> None:
         def tx(conn: sqlite3.Connection) -> None:
-            for table in ("access_configs", "key_versions", "services", "audit_events", "idempotency_keys"):
+            for table in ("rotation_policies", "key_usage", "access_configs", "key_versions", "services",
+                          "audit_events", "idempotency_keys"):
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
 
         await self._write(tx)
@@ -449,6 +452,7 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return None
+            conn.execute("DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             conn.execute("DELETE FROM services WHERE id = ?", (row[0],))
             _insert_audit(conn, audit)
             return _service(row[1:])
@@ -588,6 +592,64 @@ class SqliteStore:
     async def delete_principal(self, client_id: str) -> bool:
         count: int = await self._write(lambda conn: conn.execute(PRINCIPAL_DELETE, (client_id,)).rowcount)
         return count > 0
+
+    # -- rotation policies (issue 14) ------------------------------------------------------------
+
+    async def put_rotation_policy(self, ref: ServiceRef, name: AccessName, document: dict[str, Any],
+                                  now: _dt.datetime, audit: AuditEvent) -> policy_sql.PolicyRecord | None:
+        def tx(conn: sqlite3.Connection) -> policy_sql.PolicyRecord | None:
+            found = conn.execute(policy_sql.SERVICE_ID, ref.key).fetchone()
+            if found is None:
+                return None
+            conn.execute(policy_sql.UPSERT, policy_sql.upsert_args(found[0], name, document, now))
+            _insert_audit(conn, audit)
+            return policy_sql.from_row(conn.execute(policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)).fetchone())
+
+        return await self._write(tx)
+
+    async def get_rotation_policy(self, ref: ServiceRef, name: AccessName) -> policy_sql.PolicyRecord | None:
+        row = self._read(lambda c: c.execute(policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)).fetchone())
+        return policy_sql.from_row(row) if row else None
+
+    async def delete_rotation_policy(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            found = conn.execute(policy_sql.SERVICE_ID, ref.key).fetchone()
+            if found is None or conn.execute(policy_sql.DELETE, (found[0], name.value)).rowcount == 0:
+                return False
+            _insert_audit(conn, audit)
+            return True
+
+        return await self._write(tx)
+
+    async def list_rotation_policies(self) -> list[policy_sql.PolicyRecord]:
+        return [policy_sql.from_row(r) for r in self._read(lambda c: c.execute(policy_sql.SELECT_ALL).fetchall())]
+
+    async def set_policy_outcome(self, ref: ServiceRef, name: AccessName, at: _dt.datetime, outcome: str,
+                                 blocked_since: _dt.datetime | None, audit: AuditEvent | None = None) -> bool:
+        sql = policy_sql.SET_BLOCKED if blocked_since is not None else policy_sql.SET_OUTCOME
+        args = policy_sql.outcome_args(ref, name, at, outcome, blocked_since)
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            if conn.execute(sql, args).rowcount == 0:
+                return False
+            if audit is not None:
+                _insert_audit(conn, audit)
+            return True
+
+        return await self._write(tx)
+
+    # -- key usage (issue 14) --------------------------------------------------------------------
+
+    async def add_key_usage(self, rows: Sequence[usage_sql.UsageRow]) -> None:
+        if rows:
+            args = usage_sql.upsert_args(rows)
+            await self._write(lambda conn: conn.executemany(usage_sql.UPSERT, args), durable=False)
+
+    async def get_key_usage(self, version_ids: Sequence[str]) -> dict[str, usage_sql.Usage]:
+        if not version_ids:
+            return {}
+        sql = usage_sql.select_sql(len(version_ids))
+        return usage_sql.from_rows(self._read(lambda c: c.execute(sql, tuple(version_ids)).fetchall()))
 
     # -- access configurations -------------------------------------------------------------------
 

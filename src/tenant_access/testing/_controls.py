@@ -110,6 +110,26 @@ class EmulatorControls:
                "latency_ms": latency_ms, "count": count}
         return self.set_faults([*current, new])[-1]
 
+    def clock(self) -> dict[str, Any]:
+        """The server's now (``now``, ``offset_seconds``, ``moved``)."""
+        result: dict[str, Any] = self._call("GET", "/clock")
+        return result
+
+    def set_clock(self, now: str) -> dict[str, Any]:
+        """Set the server's now (ISO 8601 with a time zone); it keeps ticking from there."""
+        result: dict[str, Any] = self._call("PUT", "/clock", json_body={"now": now})
+        return result
+
+    def advance(self, duration: str) -> dict[str, Any]:
+        """Move the server's now ahead by an ISO 8601 duration (``"P90D"``, ``"PT15M"``): policies,
+        key expiry, key usage and SAS expiry all see it. A reset goes back to real time."""
+        result: dict[str, Any] = self._call("POST", "/clock/advance", json_body={"by": duration})
+        return result
+
+    def reset_clock(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", "/clock")
+        return result
+
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 

@@ -181,6 +181,15 @@ class RunningServer:
 
         return EmulatorControls(self.client)
 
+    def advance(self, duration: str) -> dict[str, Any]:
+        """Move the server's clock ahead (``advance("P90D")``) for policies, key expiry, key usage
+        and SAS expiry; bearer tokens stay on real time. ``emulator.reset()`` returns to real time."""
+        return self.emulator.advance(duration)
+
+    def now(self) -> _dt.datetime:
+        """The server's now, as moved by :meth:`advance` (sign shared access signatures against it)."""
+        return _dt.datetime.fromisoformat(self.emulator.clock()["now"].replace("Z", "+00:00"))
+
     def azure_credential(self, role: str = "owner", scope: str = "/") -> StaticTokenCredential:
         """A credential for ``azure.mgmt.apimanagement.ApiManagementClient``."""
         return StaticTokenCredential(self.token(role, scope, expires_in=24 * 3600), int(time.time()) + 24 * 3600)

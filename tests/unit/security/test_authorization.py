@@ -28,19 +28,24 @@ ACCESS = f"{SERVICE}/tenant/access"
 ARM_READS = ("services.list_by_subscription", "subscriptions.list", "subscriptions.get", "tenants.list",
              "resource_groups.get")
 EXPECTED = {
-    Role.READER: {*ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag"},
+    Role.READER: {*ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
+                      "access.key_usage", "access.rotation_policy.get"},
     Role.KEY_OPERATOR: {
         *ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
+        "access.key_usage", "access.rotation_policy.get",
         "access.list_secrets", "access.regenerate_primary_key", "access.regenerate_secondary_key",
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
     },
     Role.OWNER: {
         *ARM_READS, "services.list", "services.get", "access.list", "access.get", "access.get_entity_tag",
+        "access.key_usage", "access.rotation_policy.get",
         "access.list_secrets", "access.regenerate_primary_key", "access.regenerate_secondary_key",
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
         "services.create_or_update", "services.delete", "access.create", "access.update", "audit.list",
+        "access.rotation_policy.put", "access.rotation_policy.delete",
         "emulator.reset", "emulator.state", "emulator.seed", "emulator.faults.get", "emulator.faults.put",
-        "emulator.faults.delete",
+        "emulator.faults.delete", "emulator.clock.get", "emulator.clock.set", "emulator.clock.advance",
+        "emulator.clock.delete",
     },
 }
 

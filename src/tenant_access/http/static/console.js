@@ -644,12 +644,56 @@
 
   async function loadConfig(config) {
     try {
-      const answer = await api("GET", configPath(config));
+      const [answer, usage] = await Promise.all([api("GET", configPath(config)), loadUsage(config)]);
       state.configs[config] = normConfig(answer.data, answer.etag);
+      state.configs[config].usage = usage;
       renderConfig(config);
     } catch (error) {
       if (error.status !== 401) showError(error, `Could not load ${config}`);
     }
+  }
+
+  // Key usage (GET .../keyUsage, our extension): per slot, when the key last signed a request.
+  async function loadUsage(config) {
+    try {
+      const answer = await api("GET", `${configPath(config)}/keyUsage`);
+      const body = answer.data.properties || answer.data;
+      const asOf = parseTime(body.as_of || body.asOf);
+      const usage = { asOf };
+      for (const k of body.keys || []) {
+        usage[k.slot] = {
+          lastUsed: parseTime(k.last_used_at || k.lastUsedAt),
+          created: parseTime(k.created_at || k.createdAt),
+          uses: k.use_count !== undefined ? k.use_count : k.useCount,
+        };
+      }
+      return usage;
+    } catch (error) {
+      return null; // an older server without keyUsage: the card shows no usage
+    }
+  }
+
+  function span(ms) {
+    const minutes = Math.max(0, Math.floor(ms / 60000));
+    if (minutes < 1) return null;
+    if (minutes < 60) return `${minutes} min`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return `${hours} hour${hours === 1 ? "" : "s"}`;
+    const days = Math.floor(hours / 24);
+    return `${days} day${days === 1 ? "" : "s"}`;
+  }
+
+  function usageText(usage, slot) {
+    const u = usage && usage[slot];
+    if (!u || !usage.asOf) return "";
+    if (!u.lastUsed) {
+      const since = u.created ? span(usage.asOf - u.created) : null;
+      return since ? `never used (${since} old)` : "never used";
+    }
+    const ago = span(usage.asOf - u.lastUsed);
+    if (!ago) return "last used this minute";
+    // A key unused for a day or more reads as "unused for", which is what decides a safe rotation.
+    return usage.asOf - u.lastUsed >= 86400000 ? `unused for ${ago}` : `last used ${ago} ago`;
   }
 
   function renderConfig(config) {
@@ -668,8 +712,10 @@
     for (const slot of ["primary", "secondary"]) {
       const row = root.querySelector(`.key[data-slot="${slot}"]`);
       const version = c[slot];
+      const used = usageText(c.usage, slot);
       part(row, "meta").textContent = version
-        ? `version ${shortId(version.id)} \u00b7 ${formatTime(version.created)}` : "";
+        ? `version ${shortId(version.id)} \u00b7 ${formatTime(version.created)}${used ? ` \u00b7 ${used}` : ""}`
+        : used;
       if (version) part(row, "meta").title = `key version ${version.id}`;
       const shown = Boolean(state.revealed[config] && state.revealed[config][slot] && state.secrets[config]);
       const input = part(row, "value");
