@@ -268,6 +268,7 @@ class TenantAccess:
 
     async def put_rotation_policy(self, actor: Actor, ref: ServiceRef, name: AccessName,
                                   body: object) -> policy.PolicyView:
+        policy.check_applies_to(name)
         parsed = policy.parse(body)
         config = await self.get_access(ref, name)
         now = self.clock.now()

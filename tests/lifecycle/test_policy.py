@@ -89,6 +89,17 @@ def test_invalid_policies_name_every_problem(server: RunningServer, body: Any, f
     assert {d["field"] for d in error["details"]} == fields
 
 
+def test_a_policy_on_git_access_is_refused(server: RunningServer) -> None:
+    """The server never sees gitAccess keys used, so a policy there would rotate keys in use."""
+    url = server.url + POLICY_URL.replace("/tenant/access/", "/tenant/gitAccess/")
+    response = httpx.put(url, json=POLICY, headers=server.headers())
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert [d["field"] for d in error["details"]] == ["path.accessName"]
+    assert "gitAccess" in error["message"]
+    assert httpx.get(url, headers=server.headers()).status_code == 404
+
+
 def test_expiry_refuses_an_expired_key_and_names_it_only_in_the_audit_record(server: RunningServer) -> None:
     keys = server.client.list_secrets(REF.access())
     assert _sas(server, keys.primary_key).status_code == 200

@@ -31,7 +31,7 @@ from typing import Any
 
 from tenant_access.clock import format_duration, iso, parse_duration
 from tenant_access.domain.errors import FieldError, ValidationFailed
-from tenant_access.domain.models import AccessConfig, KeySlot
+from tenant_access.domain.models import AccessConfig, AccessName, KeySlot
 from tenant_access.domain.usage import KeyUsage
 
 ACTIONS = ("Rotate", "Notify")
@@ -151,6 +151,20 @@ class _Parser:
                 self.problem(f"{where}.trigger.timeBeforeExpiry", "must be shorter than attributes.expiryTime")
                 return None
         return LifetimeAction(kind, name, after)
+
+
+def check_applies_to(name: AccessName) -> None:
+    """Policies act on use: "regenerate the key nobody uses" needs to know who uses which key. This
+    server sees the ``access`` keys used (they sign the SharedAccessSignature tokens it checks), but
+    never the ``gitAccess`` keys, which git clients present to the API Management service itself: a
+    policy there would take both keys for unused and rotate them under their clients."""
+    if name is not AccessName.ACCESS:
+        raise ValidationFailed(
+            "Rotation policies apply to the 'access' configuration only: this server cannot see the "
+            "'gitAccess' keys in use, so it could not tell which one is safe to regenerate.",
+            details=[FieldError("path.accessName", "must be 'access' for a rotation policy")],
+            target="accessName",
+        )
 
 
 def parse(body: Any) -> RotationPolicy:
