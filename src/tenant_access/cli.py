@@ -104,6 +104,16 @@ def main() -> None:
               help="How long audit records are kept, by kind, e.g. reads=90d,refusals=30d,changes=forever; kinds "
               "not named keep their default. [env TENANT_ACCESS_AUDIT_RETENTION; default "
               "reads=90d,refusals=90d,changes=forever]")
+@click.option("--allow-private-event-destinations", is_flag=True, default=None,
+              help="Let event subscriptions deliver to loopback, private, link-local and metadata addresses (tests, "
+              "local use). [env TENANT_ACCESS_ALLOW_PRIVATE_EVENT_DESTINATIONS; default refused]")
+@click.option("--event-retry-window", type=click.FloatRange(0),
+              help="Seconds an event delivery is retried before it is dead-lettered. "
+              "[env TENANT_ACCESS_EVENT_RETRY_WINDOW; default 86400]")
+@click.option("--event-attempt-timeout", type=click.FloatRange(0.1),
+              help="Seconds one event delivery attempt may take. [env TENANT_ACCESS_EVENT_ATTEMPT_TIMEOUT; default 10]")
+@click.option("--event-concurrency", type=click.IntRange(1),
+              help="Event deliveries in flight at once per process. [env TENANT_ACCESS_EVENT_CONCURRENCY; default 16]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""

@@ -122,6 +122,8 @@ class Deliverer:
     async def run_once(self) -> bool:
         """One round; answers whether it found work (then the next round starts at once)."""
         now = self.clock()
+        if not await self.store.run_outbox(self.store.outbox.has_work(now)):
+            return False
         fanned = await self.store.run_outbox(self.store.outbox.fan_out(), write=True)
         claims = await self.store.run_outbox(self.store.outbox.claim(
             self.owner, now, _dt.timedelta(seconds=self.policy.lease), self.policy.batch), write=True)

@@ -59,7 +59,7 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(b"ok")
 
-        def do_OPTIONS(self) -> None:  # noqa: N802 - the http.server convention
+        def do_OPTIONS(self) -> None:
             self._record()
             if not behaviour.answers_options:
                 self._answer(404)
@@ -69,12 +69,12 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
                 headers["WebHook-Allowed-Origin"] = behaviour.allowed_origin
             self._answer(200, headers)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self._record()
             if behaviour.location is not None:
                 self._answer(307, {"location": behaviour.location})
                 return
-            if behaviour.status >= 300 or random.random() < behaviour.fail_ratio:  # noqa: S311
+            if behaviour.status >= 300 or random.random() < behaviour.fail_ratio:
                 headers = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
                 self._answer(behaviour.status if behaviour.status >= 300 else 500, headers)
                 return
@@ -113,6 +113,6 @@ class Receiver:
 
 
 if __name__ == "__main__":
-    with open(sys.argv[3], "a", encoding="utf-8") as log:  # noqa: PTH123
+    with open(sys.argv[3], "a", encoding="utf-8") as log:
         receiver = Receiver(Behaviour(fail_ratio=float(sys.argv[2]), log=log), int(sys.argv[1]))
         receiver.server.serve_forever()

@@ -91,6 +91,11 @@ class App:
 
         self.refusals = RefusalSummaries(store)
         self.retention = RetentionTask(store, settings.retention)
+        from tenant_access.delivery import Deliverer, DeliveryPolicy
+
+        self.deliverer = Deliverer(store, DeliveryPolicy(
+            retry_window=settings.event_retry_window, attempt_timeout=settings.event_attempt_timeout,
+            concurrency=settings.event_concurrency, allow_private=settings.allow_private_event_destinations))
         self._mode_header = None if settings.auth == "strict" else (
             "x-tenant-access-auth", f"{settings.auth} (credentials are not fully checked)")
         self._opened = False
@@ -104,6 +109,7 @@ class App:
             self._opened = True
             self.refusals.start()
             self.retention.start()
+            self.deliverer.start()
             self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
@@ -111,6 +117,7 @@ class App:
     async def shutdown(self) -> None:
         if self._opened:
             await self.retention.stop()
+            await self.deliverer.stop()
             await self.refusals.stop()  # the last counts, before the store closes
             await self.store.close()
             self._opened = False

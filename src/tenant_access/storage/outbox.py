@@ -224,6 +224,15 @@ class Outbox:
             return len(rows)
         return op
 
+    def has_work(self, now: _dt.datetime) -> Op[bool]:
+        """Whether a round would find anything (a read: an idle server writes nothing)."""
+        async def op(q: Q) -> bool:
+            if await q.one("SELECT 1 FROM event_outbox WHERE fanned_out = 0 LIMIT 1"):
+                return True
+            return await q.one("SELECT 1 FROM event_deliveries WHERE state = 'pending' AND next_at <= ? LIMIT 1",
+                               (ts(now),)) is not None
+        return op
+
     def claim(self, owner: str, now: _dt.datetime, lease: _dt.timedelta, limit: int) -> Op[list[Claim]]:
         """Due deliveries at the head of their (subscription, configuration) queue, leased to ``owner``."""
         async def op(q: Q) -> list[Claim]:
