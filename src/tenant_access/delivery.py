@@ -26,9 +26,6 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
-
-from tenant_access import events_net
 from tenant_access.domain import events
 from tenant_access.domain.keys import utcnow
 from tenant_access.storage.base import Store
@@ -163,6 +160,10 @@ class Deliverer:
 
     async def attempt(self, claim: Claim) -> None:
         """Send one claimed delivery and record the outcome."""
+        import httpx  # lazily: the server's start does not pay for the HTTP client
+
+        from tenant_access import events_net
+
         sub = claim.subscription
         body, content_type = events.body(claim.event, sub.schema)
         now = self.clock()

@@ -45,6 +45,8 @@ class Answer:
     retry_after: float | None
     #: Headers the handshake needs (lower-cased names).
     allowed_origin: str | None = None
+    #: The first bytes of the body, only when asked for (the Event Grid validation answer); never stored.
+    head: bytes = b""
 
 
 def blocked(address: str) -> bool:
@@ -111,7 +113,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 async def send(method: str, url: str, *, content: bytes = b"", request_headers: dict[str, str] | None = None,
-               timeout: float, allow_private: bool) -> Answer:
+               timeout: float, allow_private: bool, keep_head: bool = False) -> Answer:
     """One request to a destination, to the address checked by :func:`resolve`; never follows a
     redirect. Raises :class:`Refused` for a forbidden destination, ``httpx.HTTPError`` (or
     ``TimeoutError``) for a failed exchange."""
@@ -127,13 +129,14 @@ async def send(method: str, url: str, *, content: bytes = b"", request_headers: 
         request = client.build_request(method, target, content=content, headers=sent_headers, extensions=extensions)
         async with asyncio.timeout(timeout):
             response = await client.send(request, stream=True)
+            head = b""
             try:
-                read = 0
-                async for chunk in response.aiter_raw():
-                    read += len(chunk)
-                    if read >= MAX_RESPONSE_BYTES:
+                async for chunk in response.aiter_bytes():
+                    if keep_head:
+                        head += chunk[:MAX_RESPONSE_BYTES - len(head)]
+                    if len(head) >= MAX_RESPONSE_BYTES or not keep_head:
                         break
             finally:
                 await response.aclose()
     return Answer(response.status_code, _retry_after(response.headers.get("retry-after")),
-                  response.headers.get("webhook-allowed-origin"))
+                  response.headers.get("webhook-allowed-origin"), head)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tenant_access.domain import access, events, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
@@ -40,6 +41,9 @@ from tenant_access.domain.subscriptions import Subscription
 from tenant_access.security.authorization import covers, reaches
 from tenant_access.storage.base import Store
 
+if TYPE_CHECKING:
+    from tenant_access.delivery import DeliveryPolicy
+
 
 def _service_missing(ref: ServiceRef) -> NotFound:
     return NotFound(
@@ -66,6 +70,9 @@ def _events(actor: Actor, current: Secrets, change: AccessChange) -> tuple[event
 @dataclass
 class TenantAccess:
     store: Store
+    #: Event delivery settings (subscription handshakes use its timeout and safety rule); the
+    #: server sets them from its flags.
+    event_policy: DeliveryPolicy | None = None
 
     # -- services --------------------------------------------------------------------------------
 

@@ -49,6 +49,10 @@ FIRST_VERSION: dict[str, str] = {
     "access.create": "2020-12-01",
     # Our extension; it takes the same versions as the operations it reports on.
     "audit.list": "2016-10-10",
+    "events.subscriptions.list": "2016-10-10",
+    "events.subscriptions.create_or_update": "2016-10-10",
+    "events.subscriptions.get": "2016-10-10",
+    "events.subscriptions.delete": "2016-10-10",
 }
 
 

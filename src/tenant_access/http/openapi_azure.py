@@ -81,6 +81,18 @@ SCHEMAS: dict[str, Any] = {
     "AuditEventList": _obj({
         "value": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}, "nextLink": STR,
     }, required=["value"]),
+    "EventSubscriptionResource": _obj({
+        "id": STR, "name": STR, "type": {"const": "Microsoft.ApiManagement/service/eventSubscriptions"},
+        "properties": _obj({
+            "destination": _obj({"endpointType": {"const": "WebHook"}, "properties": _obj({"endpointUrl": STR})}),
+            "eventTypes": {"type": "array", "items": STR},
+            "eventDeliverySchema": {"type": "string", "enum": ["CloudEventSchemaV1_0", "EventGridSchema"]},
+            "signed": BOOL, "createdAt": {"type": "string", "format": "date-time"},
+        }),
+    }),
+    "EventSubscriptionList": _obj({
+        "value": {"type": "array", "items": {"$ref": "#/components/schemas/EventSubscriptionResource"}},
+    }),
 }
 
 _SUBSCRIPTION = _obj({
@@ -151,6 +163,12 @@ SUCCESS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
     "access.git_regenerate_secondary_key": {"204": ("Regenerated", None, False)},
     "audit.list": {"200": ("Audit records (our extension, in Resource Manager's list envelope)", "AuditEventList",
                            False)},
+    "events.subscriptions.list": {"200": ("Event subscriptions (our extension)", "EventSubscriptionList", False)},
+    "events.subscriptions.create_or_update": {"200": ("Replaced", "EventSubscriptionResource", False),
+                                              "201": ("Created", "EventSubscriptionResource", False)},
+    "events.subscriptions.get": {"200": ("The subscription (never its secret)", "EventSubscriptionResource", False)},
+    "events.subscriptions.delete": {"200": ("Deleted", None, False), "204": ("There was nothing to delete", None,
+                                                                             False)},
 }
 
 

@@ -213,6 +213,10 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return json_response(200, listing)
     if kind == "document":
         return json_response(200, value)
+    if kind.startswith("event_subscription"):
+        from tenant_access.http import events
+
+        return events.render(outcome, "azure")
     raise AssertionError(f"no azure rendering for {kind}")
 
 

@@ -153,6 +153,10 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return _ok(200, data)
     if kind == "audit_list":
         return _ok(200, [audit_data(r) for r in value])
+    if kind.startswith("event_subscription"):
+        from tenant_access.http import events
+
+        return events.render(outcome, "seed")
     if kind == "document":
         return json_response(200, value)
     raise AssertionError(f"no seed rendering for {kind}")

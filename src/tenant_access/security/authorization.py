@@ -55,6 +55,10 @@ OWNER_OPERATIONS: frozenset[str] = frozenset({
     "access.create",
     "access.update",
     "audit.list",
+    "events.subscriptions.list",
+    "events.subscriptions.create_or_update",
+    "events.subscriptions.get",
+    "events.subscriptions.delete",
 })
 #: The emulator controls (``/_emulator/...``): owner-only, and since their path lies under no
 #: subscription, only an owner whose scope is ``/`` can reach them.
