@@ -32,6 +32,8 @@ class Behaviour:
     location: str | None = None
     allowed_origin: str | None = "*"
     answers_options: bool = True
+    #: Answer Event Grid's subscription validation event as Event Grid handlers do.
+    validates: bool = False
     log: Any = None
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,6 +73,13 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self._record()
+            if behaviour.validates and self.headers.get("aeg-event-type") == "SubscriptionValidation":
+                answer = json.dumps({"validationResponse": json.loads(body)[0]["data"]["validationCode"]}).encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+                return
             if behaviour.location is not None:
                 self._answer(307, {"location": behaviour.location})
                 return
