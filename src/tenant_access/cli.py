@@ -433,3 +433,7 @@ for _command in CLIENT_COMMANDS:  # services, access, keys, audit, emulator: the
     main.add_command(_command)
 for _command in AUDIT_STORE_COMMANDS:  # audit export, audit prune: the store itself, like db upgrade
     audit_group.add_command(_command)
+
+from tenant_access.cli_events import events_group  # noqa: E402 - after the groups it joins
+
+main.add_command(events_group)
