@@ -59,6 +59,11 @@ class DeliveryPolicy:
     poll: float = 0.2
     batch: int = 200
     retention: float = 3600.0
+    #: URLs starting with this (the server's own emulator sink) are allowed whatever ``allow_private``.
+    own_sink: str | None = None
+
+    def allows_private(self, url: str) -> bool:
+        return self.allow_private or (self.own_sink is not None and url.startswith(self.own_sink))
 
     def delay(self, attempts: int, retry_after: float | None) -> float:
         """Seconds before attempt ``attempts + 1``: full backoff halved by jitter, or ``Retry-After``."""
@@ -174,7 +179,7 @@ class Deliverer:
             async with self._slots:
                 answer = await events_net.send("POST", sub.destination, content=body, request_headers=sent_headers,
                                                timeout=self.policy.attempt_timeout,
-                                               allow_private=self.policy.allow_private)
+                                               allow_private=self.policy.allows_private(sub.destination))
             status, retry_after = answer.status, answer.retry_after
             reason = f"HTTP {status}"
         except events_net.Refused as exc:

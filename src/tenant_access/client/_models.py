@@ -210,3 +210,16 @@ class RotationResult:
     in_use: KeySlot
     in_use_version_id: str | None
     standby_version_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventSubscription:
+    """A webhook subscription to a service's events. ``signed`` says whether deliveries carry a
+    Standard Webhooks signature (the secret itself is never returned)."""
+
+    service: ServiceRef
+    name: str
+    destination: str
+    event_types: tuple[str, ...]
+    schema: str
+    signed: bool

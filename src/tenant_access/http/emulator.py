@@ -198,8 +198,11 @@ class Emulator:
     """The controls of one app: its fault rules and the routes that drive them."""
 
     def __init__(self, app: App) -> None:
+        from tenant_access.http.emulator_events import Sink
+
         self.app = app
         self.faults = FaultInjector()
+        self.sink = Sink()
 
     def routes(self) -> list[Route]:
         app, faults = self.app, self.faults
@@ -261,4 +264,5 @@ class Emulator:
             route("emulator.faults.put", "PUT", "/faults", put_faults,
                   "Emulator: replace the fault rules (answer a share of requests with 429/500/503, or delay them)"),
             route("emulator.faults.delete", "DELETE", "/faults", delete_faults, "Emulator: remove every fault rule"),
+            *self.sink.routes(app, PREFIX),
         ]

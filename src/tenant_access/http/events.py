@@ -39,7 +39,8 @@ async def put_subscription(ctx: Context) -> Outcome:
     sub = event_subscriptions.parse(ref, name, await ctx.request.json(required=True), utcnow())
     await ctx.app.get_service(ref)  # 404 before contacting anyone
     policy = ctx.app.event_policy or DeliveryPolicy()
-    await handshake.check(sub, ctx.public_url, timeout=policy.attempt_timeout, allow_private=policy.allow_private)
+    await handshake.check(sub, ctx.public_url, timeout=policy.attempt_timeout,
+                          allow_private=policy.allows_private(sub.destination))
     store = ctx.app.store
     created = await store.run_outbox(store.outbox.put_subscription(sub), write=True)
     stored = await store.run_outbox(store.outbox.get_subscription(ref, name))

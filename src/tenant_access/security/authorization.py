@@ -69,6 +69,9 @@ EMULATOR_OPERATIONS: frozenset[str] = frozenset({
     "emulator.faults.get",
     "emulator.faults.put",
     "emulator.faults.delete",
+    "emulator.events",
+    "emulator.sink.get",
+    "emulator.sink.delete",
 })
 
 #: Which operation names (the router's ``Route.operation``) each role may call. Data rather than

@@ -181,6 +181,10 @@ class RunningServer:
 
         return EmulatorControls(self.client)
 
+    def events(self, last: int = 100) -> list[dict[str, Any]]:
+        """The newest events the server committed, as CloudEvents (needs the emulator controls)."""
+        return self.emulator.events(last)
+
     def azure_credential(self, role: str = "owner", scope: str = "/") -> StaticTokenCredential:
         """A credential for ``azure.mgmt.apimanagement.ApiManagementClient``."""
         return StaticTokenCredential(self.token(role, scope, expires_in=24 * 3600), int(time.time()) + 24 * 3600)
