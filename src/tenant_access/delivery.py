@@ -23,16 +23,18 @@ import datetime as _dt
 import logging
 import random
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tenant_access.domain import events
 from tenant_access.domain.keys import utcnow
 from tenant_access.storage.base import Store
-from tenant_access.storage.outbox import Claim
+from tenant_access.storage.outbox import Claim, SubscriptionStats
 
 log = logging.getLogger("tenant_access.events")
 PERMANENT = frozenset({400, 413})
+STATS_EVERY = 5.0
 
 
 @dataclass
@@ -88,6 +90,9 @@ class Deliverer:
         self._main: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._pruned_at: _dt.datetime | None = None
+        #: The store's backlog per subscription (``/metrics``), refreshed every few seconds.
+        self.stats: list[SubscriptionStats] = []
+        self._stats_at = 0.0
 
     def start(self) -> None:
         if self._main is None:
@@ -116,6 +121,10 @@ class Deliverer:
             except Exception as exc:  # the store is down: try again later, never die
                 log.warning("event delivery round failed: %s: %s", type(exc).__name__, exc)
                 busy = False
+            if time.monotonic() - self._stats_at > STATS_EVERY:
+                self._stats_at = time.monotonic()
+                with contextlib.suppress(Exception):
+                    self.stats = await self.store.run_outbox(self.store.outbox.stats())
             if not busy:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -65,6 +65,12 @@ def test_subscribe_handshake_and_a_signed_delivery(server: DbServer) -> None:
         assert sent["data"]["newVersionId"] == version
         assert post.headers["webhook-signature"] == events_net.signature(
             SECRET, post.headers["webhook-id"], int(post.headers["webhook-timestamp"]), post.body)
+        series = f'tenant_access_event_deliveries_total{{outcome="delivered",subscription="{svc.lower()}' \
+                 '/eventsubscriptions/hook"} 1.0'
+        deadline = time.monotonic() + 10
+        while series not in http.get("/metrics").text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert series in http.get("/metrics").text
         assert http.delete(f"{svc}/eventSubscriptions/hook?{API}").status_code == 200
         assert http.get(f"{svc}/eventSubscriptions/hook?{API}").status_code == 404
 

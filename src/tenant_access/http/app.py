@@ -97,6 +97,9 @@ class App:
             retry_window=settings.event_retry_window, attempt_timeout=settings.event_attempt_timeout,
             concurrency=settings.event_concurrency, allow_private=settings.allow_private_event_destinations))
         self.use_cases.event_policy = self.deliverer.policy
+        from tenant_access.events_metrics import EventsCollector
+
+        self.metrics.registry.register(EventsCollector(self.deliverer))
         if settings.emulator_controls_enabled:
             self.deliverer.policy.own_sink = self.public_url + "/_emulator/sink/"
         self._mode_header = None if settings.auth == "strict" else (
