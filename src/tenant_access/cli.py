@@ -110,6 +110,9 @@ def main() -> None:
 @click.option("--event-retry-window", type=click.FloatRange(0),
               help="Seconds an event delivery is retried before it is dead-lettered. "
               "[env TENANT_ACCESS_EVENT_RETRY_WINDOW; default 86400]")
+@click.option("--event-retry-delay", type=click.FloatRange(0.01),
+              help="Seconds before the first retry of a failed delivery; doubling after (at most 10 minutes). "
+              "[env TENANT_ACCESS_EVENT_RETRY_DELAY; default 2]")
 @click.option("--event-attempt-timeout", type=click.FloatRange(0.1),
               help="Seconds one event delivery attempt may take. [env TENANT_ACCESS_EVENT_ATTEMPT_TIMEOUT; default 10]")
 @click.option("--event-concurrency", type=click.IntRange(1),

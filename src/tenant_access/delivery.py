@@ -57,7 +57,8 @@ class DeliveryPolicy:
     attempt_timeout: float = 10.0
     concurrency: int = 16
     allow_private: bool = False
-    lease: float = 60.0
+    #: How long a claim holds; 0: twice the attempt timeout and 5 s (a claim must outlive its attempt).
+    lease: float = 0.0
     poll: float = 0.2
     batch: int = 200
     retention: float = 3600.0
@@ -137,7 +138,8 @@ class Deliverer:
             return False
         fanned = await self.store.run_outbox(self.store.outbox.fan_out(), write=True)
         claims = await self.store.run_outbox(self.store.outbox.claim(
-            self.owner, now, _dt.timedelta(seconds=self.policy.lease), self.policy.batch), write=True)
+            self.owner, now, _dt.timedelta(seconds=self.policy.lease or 2 * self.policy.attempt_timeout + 5),
+            self.policy.batch), write=True)
         for claim in claims:
             ident = (claim.event.id, claim.subscription.key)
             if ident in self._in_flight:

@@ -94,7 +94,8 @@ class App:
         from tenant_access.delivery import Deliverer, DeliveryPolicy
 
         self.deliverer = Deliverer(store, DeliveryPolicy(
-            retry_window=settings.event_retry_window, attempt_timeout=settings.event_attempt_timeout,
+            retry_window=settings.event_retry_window, backoff_base=settings.event_retry_delay,
+            attempt_timeout=settings.event_attempt_timeout,
             concurrency=settings.event_concurrency, allow_private=settings.allow_private_event_destinations))
         self.use_cases.event_policy = self.deliverer.policy
         from tenant_access.events_metrics import EventsCollector
