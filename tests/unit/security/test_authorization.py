@@ -40,7 +40,9 @@ EXPECTED = {
         "access.git_regenerate_primary_key", "access.git_regenerate_secondary_key",
         "services.create_or_update", "services.delete", "access.create", "access.update", "audit.list",
         "emulator.reset", "emulator.state", "emulator.seed", "emulator.faults.get", "emulator.faults.put",
-        "emulator.faults.delete",
+        "emulator.faults.delete", "emulator.events", "emulator.sink.get", "emulator.sink.delete",
+        "events.subscriptions.list", "events.subscriptions.create_or_update", "events.subscriptions.get",
+        "events.subscriptions.delete",
     },
 }
 
