@@ -160,7 +160,7 @@ def test_every_committed_rotation_arrives_in_order_across_killed_replicas(
             rotated = time.monotonic() - began
             if receiver.proc is None:
                 receiver.start()
-            deadline = time.monotonic() + 120 + ROTATIONS / 20
+            deadline = time.monotonic() + 120 + ROTATIONS / 10
             while time.monotonic() < deadline:
                 left = database.execute("SELECT COUNT(*) FROM event_deliveries WHERE state = 'pending'")[0][0] + \
                     database.execute("SELECT COUNT(*) FROM event_outbox WHERE fanned_out = 0")[0][0]

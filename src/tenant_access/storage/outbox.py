@@ -236,11 +236,14 @@ class Outbox:
     def claim(self, owner: str, now: _dt.datetime, lease: _dt.timedelta, limit: int) -> Op[list[Claim]]:
         """Due deliveries at the head of their (subscription, configuration) queue, leased to ``owner``."""
         async def op(q: Q) -> list[Claim]:
+            # The heads first (one pass over the order index), then which of them are due and free:
+            # a per-row "no earlier pending one" test would cost a lookup per queued row.
             sql = (
                 "SELECT d.event_id, d.subscription_key, d.attempts, d.first_at FROM event_deliveries d "
+                "JOIN (SELECT subscription_key, order_key, MIN(position) AS head FROM event_deliveries "
+                "WHERE state = 'pending' GROUP BY subscription_key, order_key) h "
+                "ON h.subscription_key = d.subscription_key AND h.order_key = d.order_key AND h.head = d.position "
                 "WHERE d.state = 'pending' AND d.next_at <= ? AND (d.claimed_until IS NULL OR d.claimed_until < ?) "
-                "AND NOT EXISTS (SELECT 1 FROM event_deliveries e WHERE e.subscription_key = d.subscription_key "
-                "AND e.order_key = d.order_key AND e.state = 'pending' AND e.position < d.position) "
                 "AND NOT EXISTS (SELECT 1 FROM event_outbox o WHERE o.order_key = d.order_key "
                 "AND o.fanned_out = 0 AND o.position < d.position) "
                 "ORDER BY d.next_at LIMIT ?"
