@@ -24,13 +24,13 @@ def _cli(server: DbServer, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=60, check=False)
 
 
-def _wait(predicate: object, seconds: float = 40) -> None:
+def _wait(predicate: object, server: DbServer, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out: {predicate}")
+    raise AssertionError(f"timed out; the server's log ends:\n{server.log()[-3000:]}")
 
 
 def test_dead_letters_are_listed_with_their_reason_and_redelivered(db_backend: Backend, tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_dead_letters_are_listed_with_their_reason_and_redelivered(db_backend: B
             assert http.put(f"{svc}/eventSubscriptions/hook?{API}", json={"destination": receiver.url}).status_code \
                 == 201
             version = http.post(f"{svc}/tenant/access/regenerateSecondaryKey?{API}").json()["data"]["id"]
-            _wait(lambda: "1 dead letter" in _cli(server, "dead-letters").stderr)
+            _wait(lambda: "1 dead letter" in _cli(server, "dead-letters").stderr, server)
             listed = _cli(server, "dead-letters", "--json")
             dead = [json.loads(line) for line in listed.stdout.splitlines()]
             assert [d["event"]["data"]["newVersionId"] for d in dead] == [version]
@@ -58,9 +58,9 @@ def test_dead_letters_are_listed_with_their_reason_and_redelivered(db_backend: B
             before = len(receiver.posts())
             done = _cli(server, "redeliver", dead[0]["event"]["id"])
             assert "queued 1" in done.stdout, done.stderr
-            _wait(lambda: len(receiver.posts()) > before)
+            _wait(lambda: len(receiver.posts()) > before, server)
             assert receiver.posts()[-1].headers["webhook-id"] == dead[0]["event"]["id"]
-            _wait(lambda: "0 dead letter" in _cli(server, "dead-letters").stderr)
+            _wait(lambda: "0 dead letter" in _cli(server, "dead-letters").stderr, server)
     finally:
         server.stop()
         server.database.drop()
