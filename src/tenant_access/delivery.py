@@ -26,6 +26,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tenant_access.domain import events
 from tenant_access.domain.keys import utcnow
@@ -33,6 +34,8 @@ from tenant_access.storage.base import Store
 from tenant_access.storage.outbox import Claim, SubscriptionStats
 
 log = logging.getLogger("tenant_access.events")
+#: httpx logs every request at INFO, URL included; a destination's query string may hold a token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 PERMANENT = frozenset({400, 413})
 STATS_EVERY = 5.0
 
@@ -91,6 +94,8 @@ class Deliverer:
         self._main: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._pruned_at: _dt.datetime | None = None
+        #: One connection pool for every destination (keyed by the checked address).
+        self._client: Any = None
         #: The store's backlog per subscription (``/metrics``), refreshed every few seconds.
         self.stats: list[SubscriptionStats] = []
         self._stats_at = 0.0
@@ -112,6 +117,10 @@ class Deliverer:
                 await task
         self._main = None
         self._tasks.clear()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+            self._client = None
 
     async def _loop(self) -> None:
         while True:
@@ -162,20 +171,35 @@ class Deliverer:
             await asyncio.sleep(0.01)
 
     async def _drain(self, key: str, queue: asyncio.Queue[Claim]) -> None:
+        """Send this subscription's claims in order; after a failure, the rest of that
+        configuration's run is given back unsent (it must wait for the one that failed)."""
+        stopped: set[str] = set()
+        done: list[Claim] = []
         while not queue.empty():
             claim = queue.get_nowait()
             try:
-                await self.attempt(claim)
+                if claim.event.order_key in stopped:
+                    await self.store.run_outbox(self.store.outbox.release([claim]), write=True)
+                elif not await self.attempt(claim, done):
+                    stopped.add(claim.event.order_key)
+                if len(done) >= 50 or queue.empty():
+                    # Delivered marks in one write: a crash before it only means those are sent again.
+                    finished, done = done, []
+                    await self.store.run_outbox(self.store.outbox.delivered_many(finished), write=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                stopped.add(claim.event.order_key)
                 log.warning("event delivery bookkeeping failed: %s: %s", type(exc).__name__, exc)
             finally:
                 self._in_flight.discard((claim.event.id, claim.subscription.key))
-            self._wake.set()
+            if queue.empty():
+                stopped.clear()
+                self._wake.set()
 
-    async def attempt(self, claim: Claim) -> None:
-        """Send one claimed delivery and record the outcome."""
+    async def attempt(self, claim: Claim, done: list[Claim] | None = None) -> bool:
+        """Send one claimed delivery and record the outcome; answers whether it was delivered.
+        With ``done``, a success is appended there for the caller to record (in a batch)."""
         import httpx  # lazily: the server's start does not pay for the HTTP client
 
         from tenant_access import events_net
@@ -188,9 +212,13 @@ class Deliverer:
         retry_after: float | None = None
         try:
             async with self._slots:
+                if self._client is None:
+                    self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False,
+                                                      limits=httpx.Limits(max_connections=self.policy.concurrency))
                 answer = await events_net.send("POST", sub.destination, content=body, request_headers=sent_headers,
                                                timeout=self.policy.attempt_timeout,
-                                               allow_private=self.policy.allows_private(sub.destination))
+                                               allow_private=self.policy.allows_private(sub.destination),
+                                               client=self._client)
             status, retry_after = answer.status, answer.retry_after
             reason = f"HTTP {status}"
         except events_net.Refused as exc:
@@ -199,9 +227,12 @@ class Deliverer:
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             reason = f"{type(exc).__name__}: {str(exc)[:200] or 'no answer'}"
         if status is not None and 200 <= status < 300:
-            await self.store.run_outbox(self.store.outbox.delivered(claim), write=True)
+            if done is not None:
+                done.append(claim)
+            else:
+                await self.store.run_outbox(self.store.outbox.delivered(claim), write=True)
             self.counts.add(self.counts.delivered, sub.key)
-            return
+            return True
         if status is not None and 300 <= status < 400:
             reason += " (redirects are not followed)"
         later = self.clock()
@@ -221,3 +252,4 @@ class Deliverer:
             log.warning("event %s dead-lettered for %s: %s", claim.event.id, sub.resource_id, reason)
         else:
             self.counts.add(self.counts.retried, sub.key)
+        return False

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -113,7 +114,8 @@ def _retry_after(value: str | None) -> float | None:
 
 
 async def send(method: str, url: str, *, content: bytes = b"", request_headers: dict[str, str] | None = None,
-               timeout: float, allow_private: bool, keep_head: bool = False) -> Answer:
+               timeout: float, allow_private: bool, keep_head: bool = False,
+               client: httpx.AsyncClient | None = None) -> Answer:
     """One request to a destination, to the address checked by :func:`resolve`; never follows a
     redirect. Raises :class:`Refused` for a forbidden destination, ``httpx.HTTPError`` (or
     ``TimeoutError``) for a failed exchange."""
@@ -125,8 +127,11 @@ async def send(method: str, url: str, *, content: bytes = b"", request_headers: 
     target = parts._replace(netloc=f"{literal}:{parts.port or (443 if parts.scheme == 'https' else 80)}").geturl()
     extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
     sent_headers = {**(request_headers or {}), "host": host_header}
-    async with httpx.AsyncClient(follow_redirects=False, timeout=timeout, trust_env=False) as client:
-        request = client.build_request(method, target, content=content, headers=sent_headers, extensions=extensions)
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False, trust_env=False))
+        request = client.build_request(method, target, content=content, headers=sent_headers,
+                                       extensions={**extensions, "timeout": httpx.Timeout(timeout).as_dict()})
         async with asyncio.timeout(timeout):
             response = await client.send(request, stream=True)
             head = b""

@@ -306,14 +306,14 @@ class SqliteStore:
         return outcomes
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True,
-                     one_statement: bool = False) -> T:
+                     one_statement: bool = False, off_loop: bool = False) -> T:
         """``fn`` run in a write transaction; answered after its commit. Not cancelled with the
         caller: a queued job runs anyway and its outcome is dropped."""
         if self._thread is None:
             raise ServiceUnavailable("The store is not open.")
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop, durable, one_statement)
-        if durable or loop is not self._loop:
+        if durable or loop is not self._loop or off_loop:
             self._queue.put(job)
         else:
             self._on_loop.append(job)
@@ -472,8 +472,10 @@ class SqliteStore:
         """An outbox operation; writes are committed without a flush (a lost claim or delivery
         mark only means the event is sent again, which at-least-once allows)."""
         if write:
+            # On the writer thread, not the event loop: a claim over a long queue must not hold
+            # up requests; committed without fsync like the on-loop writes.
             return await self._write(lambda conn: outbox.drive(op(outbox.SqliteQ(conn))),
-                                     durable=False)
+                                     durable=False, off_loop=True)
         return self._read(lambda conn: outbox.drive(op(outbox.SqliteQ(conn))))
 
     # -- audit ------------------------------------------------------------------------------------

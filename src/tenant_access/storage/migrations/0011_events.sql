@@ -54,4 +54,12 @@ CREATE TABLE event_deliveries (
 );
 
 CREATE INDEX event_deliveries_due ON event_deliveries (state, next_at);
-CREATE INDEX event_deliveries_order ON event_deliveries (subscription_key, order_key, position);
+CREATE INDEX event_deliveries_order ON event_deliveries (subscription_key, order_key, state, position);
+
+-- The queues that have (or had) pending deliveries, one per subscription and configuration: a claim
+-- reads the first rows of each (an index range), so its cost does not grow with the backlog.
+CREATE TABLE event_queues (
+    subscription_key TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    PRIMARY KEY (subscription_key, order_key)
+);
