@@ -110,6 +110,19 @@ def main() -> None:
 @click.option("--scheduler", type=click.Choice(["on", "off"]),
               help="Run due rotation policy actions in this process (docs/rotation.md); off for replicas that "
               "should not. [env TENANT_ACCESS_SCHEDULER; default on]")
+@click.option("--allow-private-event-destinations", is_flag=True, default=None,
+              help="Let event subscriptions deliver to loopback, private, link-local and metadata addresses (tests, "
+              "local use). [env TENANT_ACCESS_ALLOW_PRIVATE_EVENT_DESTINATIONS; default refused]")
+@click.option("--event-retry-window", type=click.FloatRange(0),
+              help="Seconds an event delivery is retried before it is dead-lettered. "
+              "[env TENANT_ACCESS_EVENT_RETRY_WINDOW; default 86400]")
+@click.option("--event-retry-delay", type=click.FloatRange(0.01),
+              help="Seconds before the first retry of a failed delivery; doubling after (at most 10 minutes). "
+              "[env TENANT_ACCESS_EVENT_RETRY_DELAY; default 2]")
+@click.option("--event-attempt-timeout", type=click.FloatRange(0.1),
+              help="Seconds one event delivery attempt may take. [env TENANT_ACCESS_EVENT_ATTEMPT_TIMEOUT; default 10]")
+@click.option("--event-concurrency", type=click.IntRange(1),
+              help="Event deliveries in flight at once per process. [env TENANT_ACCESS_EVENT_CONCURRENCY; default 16]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""
@@ -420,3 +433,7 @@ for _command in CLIENT_COMMANDS:  # services, access, keys, audit, emulator: the
     main.add_command(_command)
 for _command in AUDIT_STORE_COMMANDS:  # audit export, audit prune: the store itself, like db upgrade
     audit_group.add_command(_command)
+
+from tenant_access.cli_events import events_group  # noqa: E402 - after the groups it joins
+
+main.add_command(events_group)

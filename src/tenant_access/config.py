@@ -104,6 +104,18 @@ class Settings:
     audit_retention: str = field(default=DEFAULT_RETENTION, metadata={
         "help": "how long audit records are kept, by kind: reads=90d,refusals=90d,changes=forever (the default); "
                 "kinds not named keep their default"})
+    allow_private_event_destinations: bool = field(default=False, metadata={
+        "help": "let event subscriptions deliver to loopback, private, link-local and metadata addresses "
+                "(tests and local use); default refused"})
+    event_retry_window: float = field(default=24 * 3600.0, metadata={
+        "help": "seconds an event delivery is retried (exponential backoff with jitter) before it is dead-lettered"})
+    event_retry_delay: float = field(default=2.0, metadata={
+        "help": "seconds before the first retry of a failed delivery; each later one waits twice as long (at most "
+                "10 minutes), less up to half for jitter"})
+    event_attempt_timeout: float = field(default=10.0, metadata={
+        "help": "seconds one delivery attempt (or subscription handshake) may take"})
+    event_concurrency: int = field(default=16, metadata={
+        "help": "event delivery requests in flight at once, per server process"})
 
     def __post_init__(self) -> None:
         if self.api_style not in API_STYLES:
@@ -132,6 +144,9 @@ class Settings:
             raise ValueError("the maximum token lifetime must be 60 seconds to 366 days")
         if not 60 <= self.max_sas_lifetime <= 366 * 24 * 3600:
             raise ValueError("the maximum SAS lifetime must be 60 seconds to 366 days")
+        if self.event_retry_window < 0 or self.event_attempt_timeout <= 0 or self.event_concurrency < 1 \
+                or self.event_retry_delay <= 0:
+            raise ValueError("the event retry window must be >= 0, the attempt timeout > 0, the concurrency >= 1")
 
     @property
     def base_url(self) -> str:

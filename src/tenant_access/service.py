@@ -13,9 +13,10 @@ import datetime as _dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tenant_access.clock import Clock, format_duration, iso
-from tenant_access.domain import access, policy, rotation, services, subscriptions
+from tenant_access.domain import access, events, policy, rotation, services, subscriptions
 from tenant_access.domain.audit import Actor, AuditEvent, AuditQuery, event
 from tenant_access.domain.errors import NotFound
 from tenant_access.domain.idempotency import (
@@ -53,6 +54,9 @@ class _ChangedMeanwhile(Exception):
 #: Who policy-driven rotations are by, in the audit trail.
 POLICY_ACTOR = Actor("policy", "owner", "/", "policy", "scheduler", "scheduler")
 
+if TYPE_CHECKING:
+    from tenant_access.delivery import DeliveryPolicy
+
 
 def _service_missing(ref: ServiceRef) -> NotFound:
     return NotFound(
@@ -73,6 +77,16 @@ def _target(ref: ServiceRef, name: AccessName | None = None) -> str:
     return ref.resource_id + (f"/tenant/{name.value}" if name else "")
 
 
+def _events(actor: Actor, current: Secrets, change: AccessChange) -> tuple[events.Event, ...]:
+    """What a change announces: each replaced key (regenerated, or supplied by a PUT: holders must
+    move either way), then a flip of ``enabled``. ``actor`` ``policy`` is a rotation policy's."""
+    config = current.config
+    found = [events.key_regenerated(config.service, config.name, v.slot, config.version_id(v.slot), v.id,
+                                    actor.principal, change.updated_at) for v in change.new_versions]
+    found.extend(events.access_changes(config, change.enabled, actor.principal, change.updated_at))
+    return tuple(found)
+
+
 @dataclass
 class TenantAccess:
     store: Store
@@ -80,6 +94,9 @@ class TenantAccess:
     clock: Clock = dataclasses.field(default_factory=Clock)
     #: Key usage counted by this process and not yet written (None: only what is stored).
     usage: UsageRecorder | None = None
+    #: Event delivery settings (subscription handshakes use its timeout and safety rule); the
+    #: server sets them from its flags.
+    event_policy: DeliveryPolicy | None = None
 
     # -- services --------------------------------------------------------------------------------
 
@@ -90,7 +107,8 @@ class TenantAccess:
             plan = services.plan(existing, ref, spec, now)
             record = event(actor, "services.create_or_update", _target(ref), service=ref, at=now,
                            status=201 if plan.created else 200, detail="created" if plan.created else "updated")
-            return dataclasses.replace(plan, audit=record)
+            born = (events.service_created(ref, actor.principal, now),) if plan.created else ()
+            return dataclasses.replace(plan, audit=record, events=born)
 
         return await self.store.put_service(ref, decide)
 
@@ -121,7 +139,9 @@ class TenantAccess:
         await self.store.put_subscription(subscription)
 
     async def delete_service(self, actor: Actor, ref: ServiceRef) -> Service | None:
-        return await self.store.delete_service(ref, event(actor, "services.delete", _target(ref), service=ref))
+        now = self.clock.now()
+        return await self.store.delete_service(ref, event(actor, "services.delete", _target(ref), service=ref, at=now),
+                                               (events.service_deleted(ref, actor.principal, now),))
 
     # -- access configurations -------------------------------------------------------------------
 
@@ -226,7 +246,7 @@ class TenantAccess:
                 new_version_id=",".join(new_ids[s] for s in slots) or None,
                 detail=",".join(s.value for s in slots) or None, status=status,
             )
-            return dataclasses.replace(change, audit=record)
+            return dataclasses.replace(change, audit=record, events=_events(actor, current, change))
 
         try:
             if idempotency is None:

@@ -34,6 +34,7 @@ from tests.serverproc import ServerProcess
 #: The server each document talks to, when it is not ``serve --demo``.
 SERVERS: dict[str, list[str]] = {
     "docs/azure-compatibility.md": ["--api-style", "azure", "--tls"],
+    "docs/events.md": ["--demo", "--emulator-controls"],
 }
 DOC_PORT = "127.0.0.1:8700"
 TIMEOUT = 60

@@ -219,9 +219,12 @@ def test_every_emulator_route_is_owner_only_and_documented() -> None:
     from tenant_access.security.authorization import EMULATOR_OPERATIONS, ROLE_OPERATIONS, Role
 
     with run_server() as server:
-        routes = [r for r in server._app.routes if r.path.startswith("/_emulator/")]
+        every = [r for r in server._app.routes if r.path.startswith("/_emulator/")]
+        # The sink's receiving side is public, as any webhook receiver is: deliveries carry no credential.
+        assert {r.operation for r in every if r.public} == {"emulator.sink.options", "emulator.sink.receive"}
+        routes = [r for r in every if not r.public]
         assert {r.operation for r in routes} == EMULATOR_OPERATIONS
-        assert all(not r.public and not r.versioned for r in routes)
+        assert all(not r.versioned for r in every)
         assert ROLE_OPERATIONS[Role.OWNER] >= EMULATOR_OPERATIONS
         assert not EMULATOR_OPERATIONS & (ROLE_OPERATIONS[Role.READER] | ROLE_OPERATIONS[Role.KEY_OPERATOR])
         document = build(server._app.routes, "seed")
@@ -229,4 +232,7 @@ def test_every_emulator_route_is_owner_only_and_documented() -> None:
             ("/_emulator/reset", "post"), ("/_emulator/state", "get"), ("/_emulator/seed", "post"),
             ("/_emulator/faults", "get"), ("/_emulator/faults", "put"), ("/_emulator/faults", "delete"),
             ("/_emulator/clock", "get"), ("/_emulator/clock", "put"), ("/_emulator/clock", "delete"),
-            ("/_emulator/clock/advance", "post")}
+            ("/_emulator/clock/advance", "post"),
+            ("/_emulator/events", "get"), ("/_emulator/sink/{sinkName}", "options"),
+            ("/_emulator/sink/{sinkName}", "post"), ("/_emulator/sink/{sinkName}", "get"),
+            ("/_emulator/sink/{sinkName}", "delete")}

@@ -32,6 +32,7 @@ The class follows the HTTP status (both styles agree on it); ``code`` keeps the 
 Other statuses (405, 413, 415) raise plain :class:`ApiError`.
 """
 
+from tenant_access.client import webhooks
 from tenant_access.client._auth import BearerToken, SharedAccessSignature, sas_expiry, sas_token
 from tenant_access.client._client import AsyncClient, Client
 from tenant_access.client._errors import (
@@ -53,6 +54,7 @@ from tenant_access.client._models import (
     AccessConfiguration,
     AccessRef,
     AuditEvent,
+    EventSubscription,
     KeySlot,
     KeyUsage,
     KeyUse,
@@ -76,6 +78,7 @@ __all__ = [
     "Client",
     "Conflict",
     "ErrorDetail",
+    "EventSubscription",
     "KeySlot",
     "KeyUsage",
     "KeyUse",
@@ -99,6 +102,7 @@ __all__ = [
     "rotate_async",
     "sas_expiry",
     "sas_token",
+    "webhooks",
 ]
 
 # Objects say they come from here, not from the private modules (as httpx does), so that

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
@@ -16,6 +16,7 @@ from tenant_access.client._models import (
     AccessConfiguration,
     AccessRef,
     AuditEvent,
+    EventSubscription,
     KeySlot,
     KeyUsage,
     KeyVersion,
@@ -182,6 +183,26 @@ class Client:
         """Delete the service and all its keys. ``False`` when there was nothing to delete, in
         both styles (seed answers 404, Azure 204), so deleting is idempotent."""
         return self._run(self._proto.delete_service(service))
+
+    # -- event subscriptions (the server's extension; docs/events.md) ----------------------------
+
+    def put_event_subscription(self, service: ServiceRef, name: str, destination: str, *,
+                               event_types: Sequence[str] = (), schema: str = "CloudEventSchemaV1_0",
+                               secret: str | None = None) -> EventSubscription:
+        """Create or replace; the server runs the destination's webhook handshake first and
+        refuses (``ValidationError``) a destination that does not answer it."""
+        return self._run(self._proto.put_event_subscription(service, name, destination, tuple(event_types), schema,
+                                                            secret))
+
+    def get_event_subscription(self, service: ServiceRef, name: str) -> EventSubscription:
+        return self._run(self._proto.get_event_subscription(service, name))
+
+    def list_event_subscriptions(self, service: ServiceRef) -> list[EventSubscription]:
+        return self._run(self._proto.list_event_subscriptions(service))
+
+    def delete_event_subscription(self, service: ServiceRef, name: str) -> bool:
+        """``False`` when there was nothing to delete."""
+        return self._run(self._proto.delete_event_subscription(service, name))
 
     # -- access configurations -------------------------------------------------------------------
 
@@ -364,6 +385,21 @@ class AsyncClient:
 
     async def delete_service(self, service: ServiceRef) -> bool:
         return await self._run(self._proto.delete_service(service))
+
+    async def put_event_subscription(self, service: ServiceRef, name: str, destination: str, *,
+                                     event_types: Sequence[str] = (), schema: str = "CloudEventSchemaV1_0",
+                                     secret: str | None = None) -> EventSubscription:
+        return await self._run(self._proto.put_event_subscription(service, name, destination, tuple(event_types),
+                                                                  schema, secret))
+
+    async def get_event_subscription(self, service: ServiceRef, name: str) -> EventSubscription:
+        return await self._run(self._proto.get_event_subscription(service, name))
+
+    async def list_event_subscriptions(self, service: ServiceRef) -> list[EventSubscription]:
+        return await self._run(self._proto.list_event_subscriptions(service))
+
+    async def delete_event_subscription(self, service: ServiceRef, name: str) -> bool:
+        return await self._run(self._proto.delete_event_subscription(service, name))
 
     async def list_access(self, service: ServiceRef) -> list[AccessConfiguration]:
         return await self._run(self._proto.list_access(service))

@@ -243,3 +243,16 @@ class KeyUsage:
 
     def slot(self, slot: KeySlot) -> KeyUse:
         return self.primary if slot == "primary" else self.secondary
+
+
+@dataclass(frozen=True, slots=True)
+class EventSubscription:
+    """A webhook subscription to a service's events. ``signed`` says whether deliveries carry a
+    Standard Webhooks signature (the secret itself is never returned)."""
+
+    service: ServiceRef
+    name: str
+    destination: str
+    event_types: tuple[str, ...]
+    schema: str
+    signed: bool

@@ -24,6 +24,7 @@ from tenant_access.client._models import (
     AccessConfiguration,
     AccessRef,
     AuditEvent,
+    EventSubscription,
     KeySlot,
     KeyUsage,
     KeyVersion,
@@ -152,6 +153,54 @@ class Protocol:
                 return False
             raise
         # Azure: 200 deleted, 202 accepted, 204 "the service does not exist".
+        return response.status_code != 204
+
+    # -- event subscriptions (the server's extension) ---------------------------------------------
+
+    @staticmethod
+    def _subscription(ref: ServiceRef) -> Callable[[httpx.Response, wire.Json, wire.Style], EventSubscription]:
+        def parse(response: httpx.Response, data: wire.Json, style: wire.Style) -> EventSubscription:
+            try:
+                if style == "azure":
+                    props = data["properties"]
+                    return EventSubscription(ref, str(data["name"]),
+                                             str(props["destination"]["properties"]["endpointUrl"]),
+                                             tuple(props["eventTypes"]), str(props["eventDeliverySchema"]),
+                                             bool(props["signed"]))
+                return EventSubscription(ref, str(data["name"]), str(data["destination"]), tuple(data["event_types"]),
+                                         str(data["schema"]), bool(data["signed"]))
+            except (KeyError, TypeError) as exc:
+                raise UnexpectedResponse(f"an event subscription without {exc}", status=response.status_code) \
+                    from None
+        return parse
+
+    def put_event_subscription(self, ref: ServiceRef, name: str, destination: str, event_types: tuple[str, ...],
+                               schema: str, secret: str | None) -> Op[EventSubscription]:
+        body: dict[str, Any] = {"destination": destination, "eventTypes": list(event_types),
+                                "eventDeliverySchema": schema}
+        if secret is not None:
+            body["secret"] = secret
+        response = yield self._call("PUT", f"{service_path(ref)}/eventSubscriptions/{_seg(name)}",
+                                    json={"properties": body})
+        data, style = self._data(response)
+        return self._subscription(ref)(response, data, style)
+
+    def get_event_subscription(self, ref: ServiceRef, name: str) -> Op[EventSubscription]:
+        response = yield self._call("GET", f"{service_path(ref)}/eventSubscriptions/{_seg(name)}")
+        data, style = self._data(response)
+        return self._subscription(ref)(response, data, style)
+
+    def list_event_subscriptions(self, ref: ServiceRef) -> Op[list[EventSubscription]]:
+        return (yield from self._pages(self._call("GET", service_path(ref) + "/eventSubscriptions"),
+                                       self._subscription(ref)))
+
+    def delete_event_subscription(self, ref: ServiceRef, name: str) -> Op[bool]:
+        try:
+            response = yield self._call("DELETE", f"{service_path(ref)}/eventSubscriptions/{_seg(name)}")
+        except NotFound as exc:
+            if exc.code in ("NOT_FOUND", "ResourceNotFound", "NotFound"):
+                return False
+            raise
         return response.status_code != 204
 
     # -- access configurations -------------------------------------------------------------------

@@ -53,6 +53,10 @@ FIRST_VERSION: dict[str, str] = {
     "access.rotation_policy.get": "2016-10-10",
     "access.rotation_policy.put": "2016-10-10",
     "access.rotation_policy.delete": "2016-10-10",
+    "events.subscriptions.list": "2016-10-10",
+    "events.subscriptions.create_or_update": "2016-10-10",
+    "events.subscriptions.get": "2016-10-10",
+    "events.subscriptions.delete": "2016-10-10",
 }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tenant_access.domain.audit import AuditEvent
+    from tenant_access.domain.events import Event
 
 
 class AccessName(enum.StrEnum):
@@ -152,6 +153,8 @@ class AccessChange:
     new_versions: tuple[KeyVersion, ...] = ()
     #: Written in the same transaction as the change; if it cannot be written, nothing is.
     audit: AuditEvent | None = None
+    #: Events (``domain/events.py``) written to the outbox in that same transaction.
+    events: tuple[Event, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

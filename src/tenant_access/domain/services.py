@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from tenant_access.domain import access, keys
 from tenant_access.domain.audit import AuditEvent
 from tenant_access.domain.errors import Conflict
+from tenant_access.domain.events import Event
 from tenant_access.domain.models import AccessName, KeyVersion, Service, ServiceRef, ServiceSpec
 
 
@@ -27,6 +28,8 @@ class ServicePlan:
     created: bool
     new_configs: tuple[NewConfig, ...]
     audit: AuditEvent | None = None
+    #: Events written to the outbox in the same transaction as the service.
+    events: tuple[Event, ...] = ()
 
 
 #: Azure creates ``access`` disabled (the direct management API must be switched on in the portal)

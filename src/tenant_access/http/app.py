@@ -96,6 +96,17 @@ class App:
         self.auth = auth.build(settings, store)
         self.auth.clock = self.clock
         self.auth.usage = self.usage
+        self._wire_lifecycle(settings, store)
+        self._wire_events(settings, store)
+        self._mode_header = None if settings.auth == "strict" else (
+            "x-tenant-access-auth", f"{settings.auth} (credentials are not fully checked)")
+        self._opened = False
+        self._known_paths: Memo[tuple[str, bytes], tuple[Route, dict[str, str]]] = Memo(KNOWN_PATHS)
+        #: Called once the store is open; the server prints its "listening" line from here.
+        self.on_started: Callable[[], None] | None = None
+
+    def _wire_lifecycle(self, settings: Settings, store: Store) -> None:
+        """Key expiry, the rotation scheduler, usage metrics, refusal summaries and audit retention."""
         from tenant_access.key_expiry import KeyExpiries
 
         self.expiries = KeyExpiries(store)
@@ -113,12 +124,21 @@ class App:
 
         self.refusals = RefusalSummaries(store)
         self.retention = RetentionTask(store, settings.retention)
-        self._mode_header = None if settings.auth == "strict" else (
-            "x-tenant-access-auth", f"{settings.auth} (credentials are not fully checked)")
-        self._opened = False
-        self._known_paths: Memo[tuple[str, bytes], tuple[Route, dict[str, str]]] = Memo(KNOWN_PATHS)
-        #: Called once the store is open; the server prints its "listening" line from here.
-        self.on_started: Callable[[], None] | None = None
+
+    def _wire_events(self, settings: Settings, store: Store) -> None:
+        """The outbox's delivery worker, its metrics, and the emulator's own sink as a destination."""
+        from tenant_access.delivery import Deliverer, DeliveryPolicy
+
+        self.deliverer = Deliverer(store, DeliveryPolicy(
+            retry_window=settings.event_retry_window, backoff_base=settings.event_retry_delay,
+            attempt_timeout=settings.event_attempt_timeout,
+            concurrency=settings.event_concurrency, allow_private=settings.allow_private_event_destinations))
+        self.use_cases.event_policy = self.deliverer.policy
+        from tenant_access.events_metrics import EventsCollector
+
+        self.metrics.registry.register(EventsCollector(self.deliverer))
+        if settings.emulator_controls_enabled:
+            self.deliverer.policy.own_sink = self.public_url + "/_emulator/sink/"
 
     async def startup(self) -> None:
         if not self._opened:
@@ -128,6 +148,7 @@ class App:
             self.retention.start()
             self.usage.start()
             self.scheduler.start()
+            self.deliverer.start()
             self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
@@ -137,6 +158,7 @@ class App:
             await self.scheduler.stop()
             await self.retention.stop()
             await self.usage.stop()  # the last counts, before the store closes
+            await self.deliverer.stop()
             await self.refusals.stop()  # the last counts, before the store closes
             await self.store.close()
             self._opened = False

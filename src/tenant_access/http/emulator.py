@@ -241,8 +241,11 @@ class Emulator:
     """The controls of one app: its fault rules and the routes that drive them."""
 
     def __init__(self, app: App) -> None:
+        from tenant_access.http.emulator_events import Sink
+
         self.app = app
         self.faults = FaultInjector()
+        self.sink = Sink()
 
     def routes(self) -> list[Route]:
         app, faults = self.app, self.faults
@@ -336,4 +339,5 @@ class Emulator:
             route("emulator.clock.advance", "POST", "/clock/advance", advance_clock,
                   'Emulator: move the server\'s now ahead by an ISO 8601 duration ({"by": "P90D"} or ?by=P90D)'),
             route("emulator.clock.delete", "DELETE", "/clock", reset_clock, "Emulator: back to real time"),
+            *self.sink.routes(app, PREFIX),
         ]

@@ -15,13 +15,14 @@ from tenant_access.domain import idempotency, rules
 from tenant_access.domain.audit import AUDIT_KINDS, AuditKind, AuditQuery
 from tenant_access.domain.errors import Problems
 from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
-from tenant_access.http import arm
+from tenant_access.http import arm, events
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.routing import Route
 
 PROVIDER = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ApiManagement"
 SERVICE = PROVIDER + "/service/{serviceName}"
 ACCESS = SERVICE + "/tenant/{accessName}"
+EVENT_SUBSCRIPTION = SERVICE + "/eventSubscriptions/{eventSubscriptionName}"
 
 
 def _service_ref(ctx: Context) -> ServiceRef:
@@ -306,6 +307,15 @@ ROUTES: tuple[Route, ...] = (
     Route("audit.list", "GET", SERVICE + "/auditEvents", list_audit_events,
           "List the audit records of a service (filters: operation, kind (changes, reads, refusals), since, "
           "until; paging: $top, $skip)"),
+    Route("events.subscriptions.list", "GET", SERVICE + "/eventSubscriptions", events.list_subscriptions,
+          "List the event subscriptions of a service (our extension)"),
+    Route("events.subscriptions.create_or_update", "PUT", EVENT_SUBSCRIPTION, events.put_subscription,
+          "Create or replace an event subscription; its destination must pass the webhook handshake first",
+          body="EventSubscriptionCreate"),
+    Route("events.subscriptions.get", "GET", EVENT_SUBSCRIPTION, events.get_subscription,
+          "Get an event subscription (never its secret)"),
+    Route("events.subscriptions.delete", "DELETE", EVENT_SUBSCRIPTION, events.delete_subscription,
+          "Delete an event subscription and its undelivered events"),
 )
 
 #: Resource Manager's own operations that clients need before they reach a resource (the Azure CLI's

@@ -85,6 +85,12 @@ SCHEMAS: dict[str, Any] = {
         }, required=[], extra=True),
     }, required=[], extra=True),
     "AccessUpdate": _obj({"properties": _obj({"enabled": {"type": "boolean"}}, required=[])}, required=[], extra=True),
+    "EventSubscription": _obj({
+        "id": STR, "name": STR, "destination": STR, "event_types": {"type": "array", "items": STR},
+        "schema": {"type": "string", "enum": ["CloudEventSchemaV1_0", "EventGridSchema"]},
+        "signed": {"type": "boolean", "description": "Whether deliveries are signed (the secret is never shown)"},
+        "created_at": TS,
+    }),
 }
 SCHEMAS["Secrets"] = {
     **SCHEMAS["AccessConfiguration"],
@@ -126,6 +132,8 @@ PARAMETERS: dict[str, Any] = {
                                "pattern": "^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$"}},
     "accessName": {"name": "accessName", "in": "path", "required": True,
                    "schema": {"type": "string", "enum": ["access", "gitAccess"]}},
+    "eventSubscriptionName": {"name": "eventSubscriptionName", "in": "path", "required": True,
+                              "schema": {"type": "string", "minLength": 3, "maxLength": 64}},
     "api-version": {"name": "api-version", "in": "query", "required": True,
                     "description": "Any version the specification defines for the operation, or a newer one.",
                     "schema": {"type": "string", "examples": [api_versions.NEWEST_STABLE]}},
@@ -157,6 +165,11 @@ SUCCESS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "access.rotation_policy.put": ("200", {"$ref": "#/components/schemas/RotationPolicyState"}),
     "access.rotation_policy.delete": ("200", {"type": "object", "properties": {"deleted": {"type": "boolean"}},
                                               "required": ["deleted"], "additionalProperties": False}),
+    "events.subscriptions.list": ("200", {"type": "array",
+                                          "items": {"$ref": "#/components/schemas/EventSubscription"}}),
+    "events.subscriptions.create_or_update": ("200", {"$ref": "#/components/schemas/EventSubscription"}),
+    "events.subscriptions.get": ("200", {"$ref": "#/components/schemas/EventSubscription"}),
+    "events.subscriptions.delete": ("200", _obj({"name": STR, "deleted": {"const": True}})),
 }
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

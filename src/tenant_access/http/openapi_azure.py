@@ -96,6 +96,18 @@ SCHEMAS: dict[str, Any] = {
     "AuditEventList": _obj({
         "value": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEvent"}}, "nextLink": STR,
     }, required=["value"]),
+    "EventSubscriptionResource": _obj({
+        "id": STR, "name": STR, "type": {"const": "Microsoft.ApiManagement/service/eventSubscriptions"},
+        "properties": _obj({
+            "destination": _obj({"endpointType": {"const": "WebHook"}, "properties": _obj({"endpointUrl": STR})}),
+            "eventTypes": {"type": "array", "items": STR},
+            "eventDeliverySchema": {"type": "string", "enum": ["CloudEventSchemaV1_0", "EventGridSchema"]},
+            "signed": BOOL, "createdAt": {"type": "string", "format": "date-time"},
+        }),
+    }),
+    "EventSubscriptionList": _obj({
+        "value": {"type": "array", "items": {"$ref": "#/components/schemas/EventSubscriptionResource"}},
+    }),
 }
 
 _SUBSCRIPTION = _obj({
@@ -172,6 +184,12 @@ SUCCESS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
                                            False)},
     "access.rotation_policy.delete": {"200": ("Deleted", None, False), "204": ("There was no policy", None, False)},
     "access.key_usage": {"200": ("When each key was last used, and how often (our extension)", "KeyUsage", False)},
+    "events.subscriptions.list": {"200": ("Event subscriptions (our extension)", "EventSubscriptionList", False)},
+    "events.subscriptions.create_or_update": {"200": ("Replaced", "EventSubscriptionResource", False),
+                                              "201": ("Created", "EventSubscriptionResource", False)},
+    "events.subscriptions.get": {"200": ("The subscription (never its secret)", "EventSubscriptionResource", False)},
+    "events.subscriptions.delete": {"200": ("Deleted", None, False), "204": ("There was nothing to delete", None,
+                                                                             False)},
 }
 
 

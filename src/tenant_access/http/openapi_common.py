@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tenant_access.domain import api_versions, idempotency, rules
+from tenant_access.domain import events as domain_events
 from tenant_access.http.identity import TENANT_PATTERN
 from tenant_access.http.routing import Route
 
@@ -108,6 +109,8 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
                    "description": "`access` or `gitAccess`, in any letter case.",
                    "schema": {"type": "string", "pattern": case_insensitive(["access", "gitAccess"]),
                               "examples": ["access", "gitAccess"]}},
+    "eventSubscriptionName": {"name": "eventSubscriptionName", "in": "path", "required": True,
+                              "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{1,62}[A-Za-z0-9]$"}},
 }
 PAGING_PARAMETERS: dict[str, dict[str, Any]] = {
     "$top": {"name": "$top", "in": "query", "required": False,
@@ -180,8 +183,21 @@ ACCESS_UPDATE_REQUEST: dict[str, Any] = {
                        "principalId": False, "primaryKey": False, "secondaryKey": False},
     }},
 }
+_EVENT_TYPES = {"type": "array", "items": {"type": "string", "enum": list(domain_events.TYPES)},
+                "description": "Only these types; empty or left out: all"}
+#: An event subscription (our extension): ``properties`` as Azure resources have them, or the same
+#: fields at the top level. ``destination`` may also be Event Grid's {endpointType, properties: {endpointUrl}}.
+EVENT_SUBSCRIPTION_REQUEST: dict[str, Any] = {"type": "object", "additionalProperties": True, "properties": {
+    "properties": {"type": "object", "additionalProperties": True, "properties": {
+        "destination": {"type": ["string", "object"], "description": "An absolute http(s) URL"},
+        "eventTypes": _EVENT_TYPES,
+        "eventDeliverySchema": {"type": "string", "enum": list(domain_events.DELIVERY_SCHEMAS)},
+        "secret": {"type": "string", "minLength": 24, "maxLength": 256,
+                   "description": "Signs deliveries (Standard Webhooks); whsec_<base64> or any string"},
+    }},
+}}
 REQUEST_BODIES = {"ServiceCreateOrUpdate": SERVICE_REQUEST, "AccessCreate": ACCESS_CREATE_REQUEST,
-                  "AccessUpdate": ACCESS_UPDATE_REQUEST}
+                  "AccessUpdate": ACCESS_UPDATE_REQUEST, "EventSubscriptionCreate": EVENT_SUBSCRIPTION_REQUEST}
 
 # -- the OAuth routes ------------------------------------------------------------------------------
 

@@ -225,6 +225,10 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return _empty(200 if value else 204)
     if kind == "document":
         return json_response(200, value)
+    if kind.startswith("event_subscription"):
+        from tenant_access.http import events
+
+        return events.render(outcome, "azure")
     raise AssertionError(f"no azure rendering for {kind}")
 
 

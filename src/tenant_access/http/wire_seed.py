@@ -187,6 +187,10 @@ def render(outcome: Outcome, ctx: Context) -> Response:
         return _ok(200, value.describe())
     if kind == "rotation_policy_deleted":
         return _ok(200, {"deleted": value})
+    if kind.startswith("event_subscription"):
+        from tenant_access.http import events
+
+        return events.render(outcome, "seed")
     if kind == "document":
         return json_response(200, value)
     raise AssertionError(f"no seed rendering for {kind}")

@@ -59,6 +59,10 @@ OWNER_OPERATIONS: frozenset[str] = frozenset({
     "audit.list",
     "access.rotation_policy.put",
     "access.rotation_policy.delete",
+    "events.subscriptions.list",
+    "events.subscriptions.create_or_update",
+    "events.subscriptions.get",
+    "events.subscriptions.delete",
 })
 #: The emulator controls (``/_emulator/...``): owner-only, and since their path lies under no
 #: subscription, only an owner whose scope is ``/`` can reach them.
@@ -73,6 +77,9 @@ EMULATOR_OPERATIONS: frozenset[str] = frozenset({
     "emulator.clock.set",
     "emulator.clock.advance",
     "emulator.clock.delete",
+    "emulator.events",
+    "emulator.sink.get",
+    "emulator.sink.delete",
 })
 
 #: Which operation names (the router's ``Route.operation``) each role may call. Data rather than

@@ -10,17 +10,21 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
+from tenant_access.domain.events import Event
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.models import AccessChange, AccessConfig, AccessName, Secrets, Service, ServiceRef
 from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage.census import KeyCensus
+from tenant_access.storage.outbox import Op, Outbox
 from tenant_access.storage.policies import PolicyRecord
 from tenant_access.storage.usage import Usage, UsageRow
+
+T = TypeVar("T")
 
 
 class Cipher(Protocol):
@@ -75,8 +79,19 @@ class Store(Protocol):
         """
         ...
 
-    async def delete_service(self, ref: ServiceRef, audit: AuditEvent) -> Service | None:
-        """Delete with everything it holds; ``audit`` is written only if something was deleted."""
+    async def delete_service(self, ref: ServiceRef, audit: AuditEvent,
+                             events: Sequence[Event] = ()) -> Service | None:
+        """Delete with everything it holds; ``audit`` (and ``events``, to the outbox) written only
+        if something was deleted."""
+        ...
+
+    @property
+    def outbox(self) -> Outbox:
+        """The event delivery side's operations (``storage/outbox.py``), for :meth:`run_outbox`."""
+        ...
+
+    async def run_outbox(self, op: Op[T], *, write: bool = False) -> T:
+        """Run one outbox operation in a transaction of its own (committed, not flushed, if ``write``)."""
         ...
 
     async def record(self, event: AuditEvent, *, durable: bool = True) -> None:

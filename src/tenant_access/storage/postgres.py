@@ -39,6 +39,7 @@ from psycopg.pq import TransactionStatus
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
+from tenant_access.domain.events import Event
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.keys import utcnow
 from tenant_access.domain.models import (
@@ -55,12 +56,13 @@ from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage import idempotency as idem
-from tenant_access.storage import migrations
+from tenant_access.storage import migrations, outbox
 from tenant_access.storage import policies as policy_sql
 from tenant_access.storage import usage as usage_sql
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
+from tenant_access.storage.outbox import Op, Outbox
 from tenant_access.storage.sql import (
     AUDIT_ADD_COUNT,
     AUDIT_INSERT,
@@ -490,6 +492,7 @@ class PostgresStore:
                 )
             if plan.audit is not None:
                 await self._exec(conn, AUDIT_INSERT, audit_args(plan.audit))
+            await self._insert_events(conn, plan.events)
             for new in plan.new_configs:
                 for version in (new.primary, new.secondary):
                     await self._insert_version(conn, service_id, version)
@@ -540,12 +543,15 @@ class PostgresStore:
             for table in ("rotation_policies", "key_usage", "access_configs", "key_versions", "services",
                           "audit_events", "idempotency_keys"):
                 await conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
+            for table in outbox.TABLES:
+                await conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, RESET_NOTIFICATION))
 
         await self._write(tx)
         self._cache.clear()
 
-    async def delete_service(self, ref: ServiceRef, audit: AuditEvent) -> Service | None:
+    async def delete_service(self, ref: ServiceRef, audit: AuditEvent,
+                             events: Sequence[Event] = ()) -> Service | None:
         async def tx(conn: Conn) -> Service | None:
             row = await self._one(
                 conn,
@@ -558,6 +564,7 @@ class PostgresStore:
             await self._exec(conn, "DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             await self._exec(conn, "DELETE FROM services WHERE id = ?", (row[0],))
             await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            await self._insert_events(conn, events)
             await self._notify(conn, ref, None, None)
             return service_from_row(row[1:])
 
@@ -565,6 +572,28 @@ class PostgresStore:
         if deleted is not None:
             self._invalidate(ref, None)
         return deleted
+
+    # -- events (storage/outbox.py) -----------------------------------------------------------------
+
+    async def _insert_events(self, conn: Conn, events: Sequence[Event]) -> None:
+        for item in events:
+            await self._exec(conn, outbox.INSERT, outbox.insert_args(item))
+
+    @property
+    def outbox(self) -> Outbox:
+        return outbox.Outbox(self.cipher)
+
+    async def run_outbox(self, op: Op[T], *, write: bool = False) -> T:
+        """An outbox operation in a transaction of its own; writes are committed without waiting
+        for the WAL flush (a lost claim or delivery mark only means the event is sent again)."""
+        if not write:
+            return await self._read(lambda conn: op(outbox.PostgresQ(conn)))
+
+        async def tx(conn: Conn) -> T:
+            await conn.execute("SET LOCAL synchronous_commit TO off")
+            return await op(outbox.PostgresQ(conn))
+
+        return await self._write(tx)
 
     # -- audit ------------------------------------------------------------------------------------
 
@@ -905,6 +934,7 @@ class PostgresStore:
             )
             if change.audit is not None:
                 await self._exec(conn, AUDIT_INSERT, audit_args(change.audit))
+            await self._insert_events(conn, change.events)
             if idempotency is not None:
                 await self._exec(conn, idem.INSERT, idem.insert_args(idempotency, current, change))
                 await self._exec(conn, idem.PURGE, idem.purge_args(idempotency))

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
+from tenant_access.domain.events import Event
 from tenant_access.domain.idempotency import IdempotencyClaim
 from tenant_access.domain.keys import utcnow
 from tenant_access.domain.models import (
@@ -52,12 +53,13 @@ from tenant_access.domain.principals import ServicePrincipal
 from tenant_access.domain.services import ServicePlan
 from tenant_access.domain.subscriptions import Subscription
 from tenant_access.storage import idempotency as idem
-from tenant_access.storage import migrations
+from tenant_access.storage import migrations, outbox
 from tenant_access.storage import policies as policy_sql
 from tenant_access.storage import usage as usage_sql
 from tenant_access.storage.base import Cipher
 from tenant_access.storage.cache import Cache, CacheKey, KeyCache
 from tenant_access.storage.census import CENSUS_COUNT, CENSUS_SELECT, CHECK_SELECT, KeyCensus
+from tenant_access.storage.outbox import Op, Outbox
 from tenant_access.storage.sql import (
     AUDIT_ADD_COUNT,
     AUDIT_INSERT,
@@ -306,14 +308,14 @@ class SqliteStore:
         return outcomes
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True,
-                     one_statement: bool = False) -> T:
+                     one_statement: bool = False, off_loop: bool = False) -> T:
         """``fn`` run in a write transaction; answered after its commit. Not cancelled with the
         caller: a queued job runs anyway and its outcome is dropped."""
         if self._thread is None:
             raise ServiceUnavailable("The store is not open.")
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop, durable, one_statement)
-        if durable or loop is not self._loop:
+        if durable or loop is not self._loop or off_loop:
             self._queue.put(job)
         else:
             self._on_loop.append(job)
@@ -399,6 +401,7 @@ class SqliteStore:
                 )
             if plan.audit is not None:
                 _insert_audit(conn, plan.audit)
+            _insert_events(conn, plan.events)
             for new in plan.new_configs:
                 for version in (new.primary, new.secondary):
                     self._insert_version(conn, service_id, version)
@@ -440,10 +443,13 @@ class SqliteStore:
             for table in ("rotation_policies", "key_usage", "access_configs", "key_versions", "services",
                           "audit_events", "idempotency_keys"):
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
+            for table in outbox.TABLES:
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
 
         await self._write(tx)
 
-    async def delete_service(self, ref: ServiceRef, audit: AuditEvent) -> Service | None:
+    async def delete_service(self, ref: ServiceRef, audit: AuditEvent,
+                             events: Sequence[Event] = ()) -> Service | None:
         def tx(conn: sqlite3.Connection) -> Service | None:
             row = conn.execute(
                 f"SELECT id, {_SERVICE_COLUMNS} FROM services "  # noqa: S608 - constant column list
@@ -455,9 +461,26 @@ class SqliteStore:
             conn.execute("DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             conn.execute("DELETE FROM services WHERE id = ?", (row[0],))
             _insert_audit(conn, audit)
+            _insert_events(conn, events)
             return _service(row[1:])
 
         return await self._write(tx)
+
+    # -- events (storage/outbox.py) -----------------------------------------------------------------
+
+    @property
+    def outbox(self) -> Outbox:
+        return outbox.Outbox(self.cipher)
+
+    async def run_outbox(self, op: Op[T], *, write: bool = False) -> T:
+        """An outbox operation; writes are committed without a flush (a lost claim or delivery
+        mark only means the event is sent again, which at-least-once allows)."""
+        if write:
+            # On the writer thread, not the event loop: a claim over a long queue must not hold
+            # up requests; committed without fsync like the on-loop writes.
+            return await self._write(lambda conn: outbox.drive(op(outbox.SqliteQ(conn))),
+                                     durable=False, off_loop=True)
+        return self._read(lambda conn: outbox.drive(op(outbox.SqliteQ(conn))))
 
     # -- audit ------------------------------------------------------------------------------------
 
@@ -786,6 +809,7 @@ class SqliteStore:
             )
             if change.audit is not None:
                 _insert_audit(conn, change.audit)
+            _insert_events(conn, change.events)
             if idempotency is not None:
                 conn.execute(idem.INSERT, idem.insert_args(idempotency, current, change))
                 conn.execute(idem.PURGE, idem.purge_args(idempotency))
@@ -816,6 +840,11 @@ def _data_version(conn: sqlite3.Connection) -> int:
 
 def _insert_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
     conn.execute(AUDIT_INSERT, audit_args(event))
+
+
+def _insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    for item in events:
+        conn.execute(outbox.INSERT, outbox.insert_args(item))
 
 
 def check_master_key(conn: sqlite3.Connection, cipher: Cipher) -> None:

@@ -59,6 +59,31 @@ class EmulatorControls:
             raise UnexpectedResponse(f"{method} {PREFIX}{path} answered {response.status_code} without JSON",
                                      status=response.status_code) from None
 
+    def events(self, last: int = 100) -> list[dict[str, Any]]:
+        """The newest events committed (CloudEvents, oldest first), whether or not anyone subscribed."""
+        found: list[dict[str, Any]] = self._call("GET", "/events", params={"last": str(last)})["events"]
+        return found
+
+    def sink_url(self, name: str) -> str:
+        """A webhook destination inside the server (no receiver of your own needed): subscribe it,
+        then read what arrived with :meth:`sink`."""
+        return str(self._http.base_url.join(f"{PREFIX}/sink/{name}"))
+
+    def sink(self, name: str, *, wait_for: int = 0, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The deliveries the sink ``name`` received (``headers`` and ``body``), oldest first;
+        with ``wait_for``, polls until at least that many arrived or ``timeout`` passed."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            found: list[dict[str, Any]] = self._call("GET", f"/sink/{name}")["deliveries"]
+            if len(found) >= wait_for or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    def clear_sink(self, name: str) -> None:
+        self._call("DELETE", f"/sink/{name}")
+
     def reset(self) -> None:
         """Delete every service, key and audit record, and clear the fault rules. Credentials
         (tokens, service principals, the master key) survive."""

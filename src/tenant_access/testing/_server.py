@@ -189,6 +189,9 @@ class RunningServer:
     def now(self) -> _dt.datetime:
         """The server's now, as moved by :meth:`advance` (sign shared access signatures against it)."""
         return _dt.datetime.fromisoformat(self.emulator.clock()["now"].replace("Z", "+00:00"))
+    def events(self, last: int = 100) -> list[dict[str, Any]]:
+        """The newest events the server committed, as CloudEvents (needs the emulator controls)."""
+        return self.emulator.events(last)
 
     def azure_credential(self, role: str = "owner", scope: str = "/") -> StaticTokenCredential:
         """A credential for ``azure.mgmt.apimanagement.ApiManagementClient``."""

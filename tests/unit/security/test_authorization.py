@@ -46,6 +46,9 @@ EXPECTED = {
         "emulator.reset", "emulator.state", "emulator.seed", "emulator.faults.get", "emulator.faults.put",
         "emulator.faults.delete", "emulator.clock.get", "emulator.clock.set", "emulator.clock.advance",
         "emulator.clock.delete",
+        "emulator.events", "emulator.sink.get", "emulator.sink.delete",
+        "events.subscriptions.list", "events.subscriptions.create_or_update", "events.subscriptions.get",
+        "events.subscriptions.delete",
     },
 }
 

@@ -1,0 +1,81 @@
+"""``tenant-access events dead-letters|redeliver|tail``: the outbox straight from the store.
+
+They open the store as ``audit export`` does (``--data-dir`` / ``--database-url``), with the server
+running or not. ``redeliver`` puts dead letters back in the queue with a fresh retry schedule; a
+running server sends them within its next round (a second or less).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import json
+from typing import TYPE_CHECKING
+
+import click
+
+from tenant_access.cli_audit import _store_options
+from tenant_access.cli_store import with_store as _with_store
+from tenant_access.domain import events as domain_events
+
+if TYPE_CHECKING:
+    from tenant_access.storage.base import Store
+
+
+@click.group("events")
+def events_group() -> None:
+    """Event deliveries: dead letters, redelivery, a live tail of the outbox."""
+
+
+@events_group.command("dead-letters")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@_store_options
+def dead_letters(as_json: bool, **options: object) -> None:
+    """[store] Deliveries that ran out of retries (or failed for good), with the reason."""
+    found = _with_store(options, lambda store: store.run_outbox(store.outbox.dead_letters()))
+    for item in found:
+        if as_json:
+            click.echo(json.dumps({"event": domain_events.cloudevent(item.event), "subscription": item.subscription_key,
+                                   "attempts": item.attempts, "reason": item.reason}))
+        else:
+            click.echo(f"{item.event.id}  {item.event.type.removeprefix(domain_events.PREFIX)}  "
+                       f"{item.subscription_key}  attempts={item.attempts}  {item.reason}")
+    click.echo(f"{len(found)} dead letter(s)", err=True)
+
+
+@events_group.command("redeliver")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every dead letter.")
+@_store_options
+def redeliver(event_ids: tuple[str, ...], every: bool, **options: object) -> None:
+    """[store] Queue dead letters again (these EVENT_IDS, or --all), with a fresh retry schedule."""
+    if not event_ids and not every:
+        raise click.UsageError("name event ids, or give --all")
+    now = _dt.datetime.now(_dt.UTC)
+    count = _with_store(options, lambda store: store.run_outbox(
+        store.outbox.redeliver(None if every else list(event_ids), now), write=True))
+    click.echo(f"queued {count} delivery(ies) again")
+
+
+@events_group.command("tail")
+@click.option("--last", default=10, show_default=True, help="Events shown before following.")
+@click.option("--follow/--no-follow", default=True, help="Keep printing new events as they are committed.")
+@_store_options
+def tail(last: int, follow: bool, **options: object) -> None:
+    """[store] The newest events as CloudEvents (JSON Lines), then new ones as they commit."""
+
+    async def work(store: Store) -> None:
+        shown = await store.run_outbox(store.outbox.recent(last))
+        after = ""
+        for item in shown:
+            click.echo(json.dumps(domain_events.cloudevent(item)))
+            after = item.id
+        while follow:
+            await asyncio.sleep(0.25)
+            for item in await store.run_outbox(store.outbox.recent(500, after)):
+                click.echo(json.dumps(domain_events.cloudevent(item)))
+                after = item.id
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
+        _with_store(options, work)
