@@ -143,6 +143,10 @@ class Deliverer:
     async def run_once(self) -> bool:
         """One round; answers whether it found work (then the next round starts at once)."""
         now = self.clock()
+        if self._pruned_at is None or now - self._pruned_at > _dt.timedelta(minutes=1):
+            self._pruned_at = now
+            await self.store.run_outbox(self.store.outbox.prune(
+                now - _dt.timedelta(seconds=self.policy.retention)), write=True)
         if not await self.store.run_outbox(self.store.outbox.has_work(now)):
             return False
         fanned = await self.store.run_outbox(self.store.outbox.fan_out(), write=True)
@@ -159,10 +163,6 @@ class Deliverer:
             queue.put_nowait(claim)
             if key not in self._tasks or self._tasks[key].done():
                 self._tasks[key] = asyncio.ensure_future(self._drain(key, queue))
-        if self._pruned_at is None or now - self._pruned_at > _dt.timedelta(minutes=1):
-            self._pruned_at = now
-            await self.store.run_outbox(self.store.outbox.prune(
-                now - _dt.timedelta(seconds=self.policy.retention)), write=True)
         # Fan-out alone is not a reason to go again at once: waiting for the poll gathers the
         # next events into one transaction instead of one each (unless a full batch is waiting).
         return bool(claims) or fanned >= 500

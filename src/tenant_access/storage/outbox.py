@@ -236,6 +236,10 @@ class Outbox:
     def has_work(self, now: _dt.datetime) -> Op[bool]:
         """Whether a round would find anything (a read: an idle server writes nothing)."""
         async def op(q: Q) -> bool:
+            # No subscription, no work: events stay in the outbox (for tail and the emulator's list)
+            # until retention; fanning them out to nobody would cost a write per round for nothing.
+            if not await q.one("SELECT 1 FROM event_subscriptions LIMIT 1"):
+                return False
             if await q.one("SELECT 1 FROM event_outbox WHERE fanned_out = 0 LIMIT 1"):
                 return True
             return await q.one("SELECT 1 FROM event_deliveries WHERE state = 'pending' AND next_at <= ? LIMIT 1",
@@ -418,7 +422,10 @@ class Outbox:
     def prune(self, before: _dt.datetime) -> Op[int]:
         """Forget delivered events older than ``before`` (the retention of tail and the emulator's list)."""
         async def op(q: Q) -> int:
-            return await q.exec("DELETE FROM event_outbox WHERE fanned_out = 1 AND created_at < ? AND NOT EXISTS "
+            # Events never fanned out may go too while nobody subscribes (none can want them: a
+            # subscription only receives events committed after it was made).
+            return await q.exec("DELETE FROM event_outbox WHERE created_at < ? AND (fanned_out = 1 OR NOT EXISTS "
+                                "(SELECT 1 FROM event_subscriptions)) AND NOT EXISTS "
                                 "(SELECT 1 FROM event_deliveries d WHERE d.event_id = event_outbox.id)", (ts(before),))
         return op
 
