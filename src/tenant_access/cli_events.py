@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from tenant_access.cli_audit import _store_options
+from tenant_access.cli_help import HelpGroup
 from tenant_access.cli_store import with_store as _with_store
 from tenant_access.domain import events as domain_events
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from tenant_access.storage.base import Store
 
 
-@click.group("events")
+@click.group("events", cls=HelpGroup)
 def events_group() -> None:
     """Event deliveries: dead letters, redelivery, a live tail of the outbox."""
 

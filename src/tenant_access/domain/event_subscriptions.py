@@ -50,13 +50,24 @@ class EventSubscription:
                 "signed": self.secret is not None, "created_at": self.created_at}
 
 
+NAME_RULE = "3 to 64 letters, digits or hyphens, not starting or ending with a hyphen"
+
+
+def check_name(name: str) -> None:
+    """400 for a name no subscription can have: a GET may say 404, but a DELETE of it must not
+    answer "deleted" (Azure style's 204) as if such a subscription could have existed."""
+    if not NAME.match(name):
+        problems = Problems()
+        problems.add("path.eventSubscriptionName", NAME_RULE)
+        problems.raise_if_any()
+
+
 def parse(service: ServiceRef, name: str, body: Any, now: _dt.datetime) -> EventSubscription:
     """The subscription a PUT body describes (``properties`` as Azure resources have them, or the
     fields at the top level). Unknown event types and schemas are refused by name."""
     problems = Problems()
     if not NAME.match(name):
-        problems.add("path.eventSubscriptionName", "3 to 64 letters, digits or hyphens, not starting or ending "
-                     "with a hyphen")
+        problems.add("path.eventSubscriptionName", NAME_RULE)
     props = body.get("properties", body) if isinstance(body, dict) else None
     if not isinstance(props, dict):
         problems.add("body", "must be a JSON object")

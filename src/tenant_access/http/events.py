@@ -50,6 +50,7 @@ async def put_subscription(ctx: Context) -> Outcome:
 async def get_subscription(ctx: Context) -> Outcome:
     ref = _ref(ctx)
     name = ctx.params["eventSubscriptionName"]
+    event_subscriptions.check_name(name)
     found = await ctx.app.store.run_outbox(ctx.app.store.outbox.get_subscription(ref, name))
     if found is None:
         raise _missing(ref, name)
@@ -59,6 +60,7 @@ async def get_subscription(ctx: Context) -> Outcome:
 async def delete_subscription(ctx: Context) -> Outcome:
     ref = _ref(ctx)
     name = ctx.params["eventSubscriptionName"]
+    event_subscriptions.check_name(name)
     deleted = await ctx.app.store.run_outbox(ctx.app.store.outbox.delete_subscription(ref, name), write=True)
     return Outcome("event_subscription_deleted", (ref, name, deleted))
 
