@@ -41,6 +41,12 @@ def _key(secret: str) -> bytes:
     return secret.encode("utf-8")
 
 
+def digest(secret: str, message_id: str, timestamp: int, body: bytes) -> bytes:
+    """HMAC-SHA256 of ``{message_id}.{timestamp}.{body}`` under the secret (``whsec_`` + base64, or
+    plain text): the one definition the server signs with and :func:`verify` checks against."""
+    return hmac.new(_key(secret), f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+
+
 def _header(headers: Mapping[str, str], name: str) -> str:
     for key, value in headers.items():
         if key.lower() == name:
@@ -62,7 +68,7 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, *, tolerance: f
     if abs(current - sent_at) > tolerance:
         raise WebhookVerificationError(f"the webhook-timestamp is more than {tolerance:g} s from now: a replay, "
                                        "or a clock that is off")
-    expected = hmac.new(_key(secret), f"{message_id}.{sent_at}.".encode() + body, hashlib.sha256).digest()
+    expected = digest(secret, message_id, sent_at, body)
     for candidate in signatures.split():
         version, _, value = candidate.partition(",")
         if version != "v1":
