@@ -16,6 +16,7 @@ from tenant_access.cli_azure import azure_cli
 from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
 from tenant_access.cli_client import audit as audit_group
 from tenant_access.cli_help import HelpGroup, ServeCommand
+from tenant_access.cli_store import store_options
 from tenant_access.config import API_STYLES, AUTH_MODES, LOG_FORMATS, METRICS_ACCESS, Settings
 
 if TYPE_CHECKING:
@@ -352,17 +353,8 @@ def master_key() -> None:
     """The master keyring that encrypts stored keys: rotate, status, retire."""
 
 
-_DATA_OPTIONS = (click.option("--data-dir", type=click.Path(path_type=Path)), click.option("--database-url"))
-
-
-def _data_options(command: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(_DATA_OPTIONS):
-        command = option(command)
-    return command
-
-
 @master_key.command("rotate")
-@_data_options
+@store_options
 @click.option("--resume", is_flag=True, help="Only finish an unfinished rotation; never make a new key.")
 def master_key_rotate(resume: bool, **options: object) -> None:
     """Move every stored key under a new master key while servers keep running.
@@ -376,7 +368,7 @@ def master_key_rotate(resume: bool, **options: object) -> None:
 
 
 @main.command("rotate-master-key")
-@_data_options
+@store_options
 def rotate_master_key(**options: object) -> None:
     """Same as `master-key rotate` (kept for existing scripts)."""
     from tenant_access import master_key_admin as admin
@@ -385,7 +377,7 @@ def rotate_master_key(**options: object) -> None:
 
 
 @master_key.command("status")
-@_data_options
+@store_options
 def master_key_status(**options: object) -> None:
     """Key ids, how many stored values each encrypts, the current one, and any unfinished rotation.
     Exits 1 when some stored value does not open."""
@@ -397,7 +389,7 @@ def master_key_status(**options: object) -> None:
 
 @master_key.command("retire")
 @click.argument("key_id")
-@_data_options
+@store_options
 def master_key_retire(key_id: str, **options: object) -> None:
     """Delete master key KEY_ID, refused while any stored value is under it."""
     from tenant_access import master_key_admin as admin

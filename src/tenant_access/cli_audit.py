@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from typing import IO, TypeVar, cast
 
 import click
 
+from tenant_access.cli_store import store_options
 from tenant_access.cli_store import with_store as _with_store
 from tenant_access.domain.retention import Retention, parse_duration
 
@@ -35,17 +35,6 @@ def parse_when(text: str, now: _dt.datetime) -> _dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=_dt.UTC)
 
 
-_STORE_OPTIONS = [
-    click.option("--data-dir", type=click.Path(path_type=Path),
-                 help="The server's data dir (its SQLite file, master key). [env TENANT_ACCESS_DATA_DIR]"),
-    click.option("--database-url", help="The server's database URL. [env TENANT_ACCESS_DATABASE_URL]"),
-]
-
-
-def _store_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_STORE_OPTIONS):
-        func = option(func)
-    return func
 
 
 @click.command("export")
@@ -54,7 +43,7 @@ def _store_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(["changes", "reads", "refusals"]),
               help="Only these kinds (repeatable); default all.")
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False), help="Write here; default stdout.")
-@_store_options
+@store_options
 def export(since: str, until: str | None, kinds: tuple[str, ...], output: Path | None, **options: object) -> None:
     """[store] Every record of every service in [SINCE, UNTIL) as JSON Lines, oldest first (for a SIEM)."""
     from tenant_access.audit_trail import export as run_export
@@ -81,7 +70,7 @@ def export(since: str, until: str | None, kinds: tuple[str, ...], output: Path |
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path, dir_okay=False),
               help="Append what is removed to this file (JSON Lines) first.")
-@_store_options
+@store_options
 def prune(dry_run: bool, export_to: Path | None, **options: object) -> None:
     """[store] Remove the records that the retention no longer keeps (changes never, unless it
     gives them a finite retention)."""

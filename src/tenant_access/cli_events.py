@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tenant_access.cli_audit import _store_options
 from tenant_access.cli_help import HelpGroup
+from tenant_access.cli_store import store_options
 from tenant_access.cli_store import with_store as _with_store
 from tenant_access.domain import events as domain_events
 
@@ -31,7 +31,7 @@ def events_group() -> None:
 
 @events_group.command("dead-letters")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
-@_store_options
+@store_options
 def dead_letters(as_json: bool, **options: object) -> None:
     """[store] Deliveries that ran out of retries (or failed for good), with the reason."""
     found = _with_store(options, lambda store: store.run_outbox(store.outbox.dead_letters()))
@@ -48,7 +48,7 @@ def dead_letters(as_json: bool, **options: object) -> None:
 @events_group.command("redeliver")
 @click.argument("event_ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Every dead letter.")
-@_store_options
+@store_options
 def redeliver(event_ids: tuple[str, ...], every: bool, **options: object) -> None:
     """[store] Queue dead letters again (these EVENT_IDS, or --all), with a fresh retry schedule."""
     if not event_ids and not every:
@@ -62,7 +62,7 @@ def redeliver(event_ids: tuple[str, ...], every: bool, **options: object) -> Non
 @events_group.command("tail")
 @click.option("--last", default=10, show_default=True, help="Events shown before following.")
 @click.option("--follow/--no-follow", default=True, help="Keep printing new events as they are committed.")
-@_store_options
+@store_options
 def tail(last: int, follow: bool, **options: object) -> None:
     """[store] The newest events as CloudEvents (JSON Lines), then new ones as they commit."""
 

@@ -9,7 +9,6 @@ and a rotated signing key is picked up within a second (its file's modification 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -17,6 +16,7 @@ import click
 
 from tenant_access.cli_help import HelpGroup
 from tenant_access.cli_store import settings_from as _settings
+from tenant_access.cli_store import store_options
 from tenant_access.cli_store import with_store as _run
 
 if TYPE_CHECKING:  # the store is loaded only by the commands that use it: `--help` stays fast
@@ -24,16 +24,6 @@ if TYPE_CHECKING:  # the store is loaded only by the commands that use it: `--he
 
 T = TypeVar("T")
 
-_store_options = [
-    click.option("--data-dir", type=click.Path(path_type=Path)),
-    click.option("--database-url"),
-]
-
-
-def _with_store_options(command: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(_store_options):
-        command = option(command)
-    return command
 
 
 def _describe(principal: ServicePrincipal) -> list[str]:
@@ -54,7 +44,7 @@ def _missing(client_id: str) -> click.ClickException:
 
 
 @click.command("list")
-@_with_store_options
+@store_options
 def principals_list(**options: object) -> None:
     """Every service principal: client id, role, scope, state (never a secret)."""
     found = _run(options, lambda store: store.list_principals())
@@ -67,7 +57,7 @@ def principals_list(**options: object) -> None:
 
 @click.command("show")
 @click.argument("client_id")
-@_with_store_options
+@store_options
 def principals_show(client_id: str, **options: object) -> None:
     """One service principal's details (never its secret)."""
     found = _run(options, lambda store: store.get_principal(client_id))
@@ -78,7 +68,7 @@ def principals_show(client_id: str, **options: object) -> None:
 
 @click.command("disable")
 @click.argument("client_id")
-@_with_store_options
+@store_options
 def principals_disable(client_id: str, **options: object) -> None:
     """Stop a principal signing in; its tokens already issued are refused by every server within a second."""
     from tenant_access.domain.keys import utcnow
@@ -90,7 +80,7 @@ def principals_disable(client_id: str, **options: object) -> None:
 
 @click.command("enable")
 @click.argument("client_id")
-@_with_store_options
+@store_options
 def principals_enable(client_id: str, **options: object) -> None:
     """Let a disabled principal sign in again (tokens issued before it was disabled work again until they expire)."""
     if not _run(options, lambda store: store.set_principal_disabled(client_id, None)):
@@ -100,7 +90,7 @@ def principals_enable(client_id: str, **options: object) -> None:
 
 @click.command("delete")
 @click.argument("client_id")
-@_with_store_options
+@store_options
 def principals_delete(client_id: str, **options: object) -> None:
     """Delete a principal; its tokens are refused by every server within a second."""
     if not _run(options, lambda store: store.delete_principal(client_id)):
@@ -110,7 +100,7 @@ def principals_delete(client_id: str, **options: object) -> None:
 
 @click.command("rotate-secret")
 @click.argument("client_id")
-@_with_store_options
+@store_options
 def principals_rotate_secret(client_id: str, **options: object) -> None:
     """Replace a principal's secret (printed once). The old secret stops working at once, and so do
     the tokens issued with it: whoever holds the new secret signs in again."""

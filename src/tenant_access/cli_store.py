@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -20,6 +21,20 @@ if TYPE_CHECKING:
     from tenant_access.storage.base import Store
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., object])
+
+_STORE_OPTIONS = (
+    click.option("--data-dir", type=click.Path(path_type=Path),
+                 help="The server's data dir (its SQLite file, master key). [env TENANT_ACCESS_DATA_DIR]"),
+    click.option("--database-url", help="The server's database URL. [env TENANT_ACCESS_DATABASE_URL]"),
+)
+
+
+def store_options(command: F) -> F:
+    """``--data-dir`` and ``--database-url``: which store a command opens, as ``serve`` names it."""
+    for option in reversed(_STORE_OPTIONS):
+        command = option(command)
+    return command
 
 
 def settings_from(options: dict[str, object]) -> Settings:
