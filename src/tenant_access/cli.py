@@ -277,6 +277,7 @@ def principals_create(role: str, scope: str, description: str, **options: object
     """Create a service principal; its secret is printed once and stored only as a hash."""
     import asyncio
 
+    from tenant_access.cli_store import audit_record
     from tenant_access.domain.keys import utcnow
     from tenant_access.domain.principals import ServicePrincipal
     from tenant_access.runtime import open_store_for
@@ -295,7 +296,8 @@ def principals_create(role: str, scope: str, description: str, **options: object
     async def save() -> None:
         await store.open()
         try:
-            await store.add_principal(record)
+            await store.add_principal(record, audit_record(
+                "principals.create", f"servicePrincipals/{created.client_id}", f"role={role}; scope={scope}"))
         finally:
             await store.close()
 

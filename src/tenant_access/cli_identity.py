@@ -4,6 +4,10 @@ commands on the store and the data directory, run beside (or without) a running 
 Revocation takes effect on running servers without a restart: a disabled, deleted or re-keyed
 principal's tokens are refused by every replica within a second (the store's change detection),
 and a rotated signing key is picked up within a second (its file's modification time).
+
+Every change is in the audit trail (``audit export``), by ``cli:<os user>``: a principal's in the
+same transaction as the change; a signing key's (a file, not a row) right after the new key file
+is in place, in the store the server uses (``--data-dir`` / ``--database-url``).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from tenant_access.cli_help import HelpGroup
+from tenant_access.cli_store import audit_record, store_options
 from tenant_access.cli_store import settings_from as _settings
-from tenant_access.cli_store import store_options
 from tenant_access.cli_store import with_store as _run
 
 if TYPE_CHECKING:  # the store is loaded only by the commands that use it: `--help` stays fast
     from tenant_access.domain.principals import ServicePrincipal
+    from tenant_access.storage.base import Store
 
 T = TypeVar("T")
 
@@ -37,6 +42,11 @@ def _describe(principal: ServicePrincipal) -> list[str]:
         f"state:         {state}",
         f"secret:        generation {principal.generation}",
     ]
+
+
+def _target(client_id: str) -> str:
+    """What the audit trail names as a principal's change's target."""
+    return f"servicePrincipals/{client_id}"
 
 
 def _missing(client_id: str) -> click.ClickException:
@@ -73,7 +83,8 @@ def principals_disable(client_id: str, **options: object) -> None:
     """Stop a principal signing in; its tokens already issued are refused by every server within a second."""
     from tenant_access.domain.keys import utcnow
 
-    if not _run(options, lambda store: store.set_principal_disabled(client_id, utcnow())):
+    record = audit_record("principals.disable", _target(client_id))
+    if not _run(options, lambda store: store.set_principal_disabled(client_id, utcnow(), record)):
         raise _missing(client_id)
     click.echo(f"disabled {client_id}; its tokens are refused from now on")
 
@@ -83,7 +94,8 @@ def principals_disable(client_id: str, **options: object) -> None:
 @store_options
 def principals_enable(client_id: str, **options: object) -> None:
     """Let a disabled principal sign in again (tokens issued before it was disabled work again until they expire)."""
-    if not _run(options, lambda store: store.set_principal_disabled(client_id, None)):
+    record = audit_record("principals.enable", _target(client_id))
+    if not _run(options, lambda store: store.set_principal_disabled(client_id, None, record)):
         raise _missing(client_id)
     click.echo(f"enabled {client_id}")
 
@@ -93,7 +105,8 @@ def principals_enable(client_id: str, **options: object) -> None:
 @store_options
 def principals_delete(client_id: str, **options: object) -> None:
     """Delete a principal; its tokens are refused by every server within a second."""
-    if not _run(options, lambda store: store.delete_principal(client_id)):
+    record = audit_record("principals.delete", _target(client_id))
+    if not _run(options, lambda store: store.delete_principal(client_id, record)):
         raise _missing(client_id)
     click.echo(f"deleted {client_id}")
 
@@ -108,7 +121,9 @@ def principals_rotate_secret(client_id: str, **options: object) -> None:
 
     secret = new_client_secret()
     secret_hash = hash_client_secret(secret)
-    if _run(options, lambda store: store.replace_principal_secret(client_id, secret_hash)) is None:
+    record = audit_record("principals.rotate_secret", _target(client_id),
+                          "new secret; tokens issued with the old one are refused")
+    if _run(options, lambda store: store.replace_principal_secret(client_id, secret_hash, record)) is None:
         raise _missing(client_id)
     click.echo(f"client id:     {client_id}")
     click.echo(f"client secret: {secret.reveal()}")
@@ -126,19 +141,28 @@ def signing_key() -> None:
 
 
 @signing_key.command("rotate")
-@click.option("--data-dir", type=click.Path(path_type=Path))
-def signing_key_rotate(data_dir: Path | None) -> None:
+@store_options
+def signing_key_rotate(**options: object) -> None:
     """Make a new signing key. Running servers sign with it within a second; the old key keeps
     verifying for the maximum token lifetime (TENANT_ACCESS_MAX_TOKEN_LIFETIME) plus a minute, so
-    no token in flight breaks, and is dropped after that."""
+    no token in flight breaks, and is dropped after that. Recorded in the audit trail of the store
+    (--data-dir's SQLite file, or --database-url)."""
     from tenant_access.security import signing_keys
     from tenant_access.security.errors import KeyMaterialError
 
-    settings = _settings({"data_dir": data_dir})
-    try:
-        old, new = signing_keys.rotate(settings.data_dir, settings.max_token_lifetime)
-    except KeyMaterialError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = _settings(options)
+
+    async def rotate(store: Store) -> tuple[str, str]:
+        # The store is open before the key changes: a store that cannot record the change
+        # refuses it, rather than leaving a rotation the audit trail does not know.
+        try:
+            old, new = signing_keys.rotate(settings.data_dir, settings.max_token_lifetime)
+        except KeyMaterialError as exc:
+            raise click.ClickException(str(exc)) from None
+        await store.record(audit_record("signing_key.rotate", "signingKey", f"new key {new}; previous key {old}"))
+        return old, new
+
+    old, new = _run(options, rotate)
     until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.max_token_lifetime + signing_keys.OVERLAP_MARGIN)
     click.echo(f"new signing key {new}; the previous key {old} verifies until {until.isoformat(timespec='seconds')}")
 

@@ -18,6 +18,7 @@ import click
 from tenant_access.config import Settings
 
 if TYPE_CHECKING:
+    from tenant_access.domain.audit import Actor, AuditEvent
     from tenant_access.storage.base import Store
 
 T = TypeVar("T")
@@ -59,3 +60,28 @@ def with_store(options: dict[str, object], work: Callable[[Store], Awaitable[T]]
             await store.close()
 
     return asyncio.run(run())
+
+
+def operator() -> Actor:
+    """Who the audit trail names for a change made by a command on the store: ``cli:<os user>``
+    on this host (the commands need the data dir or the database URL, so the OS account is the
+    identity that had them). Role ``owner`` and scope ``/``: the store gives them everything."""
+    import getpass
+    import os
+    import secrets
+    import socket
+
+    from tenant_access.domain.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (a bare container)
+        user = f"uid-{os.getuid()}"
+    return Actor(f"cli:{user}", "owner", "/", "cli", "cli-" + secrets.token_hex(8), socket.gethostname() or "local")
+
+
+def audit_record(operation: str, target: str, detail: str | None = None) -> AuditEvent:
+    """The audit record of one change a command makes, by :func:`operator`."""
+    from tenant_access.domain.audit import event
+
+    return event(operator(), operation, target, detail=detail)

@@ -1,20 +1,40 @@
 """The event delivery's Prometheus series, per subscription.
 
-The ``subscription`` label is a subscription's resource id: a value an owner chose, bounded by the
-number of subscriptions an owner made (never a path or name an anonymous caller can vary), which
-is what a per-destination dashboard needs. Counters are this process's since start; the gauges
-(pending, dead letters, oldest undelivered age) are the store's, refreshed by the worker every few
-seconds, so every replica reports the same shared backlog.
+The ``subscription`` label is opaque: :func:`~tenant_access.domain.event_subscriptions.metrics_label`,
+12 hex digits of a SHA-256 of the subscription's lower-cased resource id. A resource id names the
+Azure subscription, resource group and service, which a scrape (often readable by more people than
+the API) should not list; the digest is stable across restarts and replicas, so a per-destination
+dashboard keeps working, and an owner finds which subscription a label is in its ``metrics_label``
+(API answers, the console).
+
+Cardinality is bounded: at most :data:`MAX_LABELLED` subscriptions get a series of their own (the
+first by label); any beyond are summed under ``subscription="other"``. Counters are this
+process's since start; the gauges (pending, dead letters, oldest undelivered age) are the store's,
+refreshed by the worker every few seconds, so every replica reports the same shared backlog.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Final
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tenant_access.delivery import Deliverer
+from tenant_access.domain.event_subscriptions import metrics_label
+
+#: The most subscriptions with series of their own; the rest share ``OTHER``.
+MAX_LABELLED: Final = 200
+OTHER: Final = "other"
+
+
+def labeller(keys: Iterable[str], limit: int = MAX_LABELLED) -> dict[str, str]:
+    """Subscription key -> label: the first ``limit`` labels (in label order) are kept, the rest
+    become :data:`OTHER`."""
+    labels = {key: metrics_label(key) for key in set(keys)}
+    kept = set(sorted(labels.values())[:limit])
+    return {key: label if label in kept else OTHER for key, label in labels.items()}
 
 
 class EventsCollector(Collector):
@@ -23,13 +43,19 @@ class EventsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         counts = self.deliverer.counts
+        stats = list(self.deliverer.stats)
+        tables = (("delivered", dict(counts.delivered)), ("retried", dict(counts.retried)),
+                  ("dead_lettered", dict(counts.dead_lettered)))
+        label = labeller([k for _, table in tables for k in table] + [s.subscription_key for s in stats])
         total = CounterMetricFamily("tenant_access_event_deliveries",
                                     "Event delivery attempts by outcome (delivered, retried, dead_lettered), this "
                                     "process", labels=["subscription", "outcome"])
-        for outcome, table in (("delivered", counts.delivered), ("retried", counts.retried),
-                               ("dead_lettered", counts.dead_lettered)):
-            for key, value in sorted(table.items()):
-                total.add_metric([key, outcome], value)
+        for outcome, table in tables:
+            summed: dict[str, int] = {}
+            for key, value in table.items():
+                summed[label[key]] = summed.get(label[key], 0) + value
+            for name, value in sorted(summed.items()):
+                total.add_metric([name, outcome], value)
         yield total
         pending = GaugeMetricFamily("tenant_access_event_pending", "Deliveries waiting (all replicas)",
                                     labels=["subscription"])
@@ -38,11 +64,16 @@ class EventsCollector(Collector):
         oldest = GaugeMetricFamily("tenant_access_event_oldest_undelivered_seconds",
                                    "Age of the oldest delivery still waiting (0: none)", labels=["subscription"])
         now = self.deliverer.clock()
-        for stat in self.deliverer.stats:
-            pending.add_metric([stat.subscription_key], stat.pending)
-            dead.add_metric([stat.subscription_key], stat.dead)
+        gauges: dict[str, tuple[int, int, float]] = {}
+        for stat in stats:
             age = (now - stat.oldest_pending).total_seconds() if stat.oldest_pending is not None else 0.0
-            oldest.add_metric([stat.subscription_key], max(age, 0.0))
+            was = gauges.get(label[stat.subscription_key], (0, 0, 0.0))
+            gauges[label[stat.subscription_key]] = (was[0] + stat.pending, was[1] + stat.dead,
+                                                    max(was[2], age, 0.0))
+        for name, (waiting, dead_count, age) in sorted(gauges.items()):
+            pending.add_metric([name], waiting)
+            dead.add_metric([name], dead_count)
+            oldest.add_metric([name], age)
         yield pending
         yield dead
         yield oldest

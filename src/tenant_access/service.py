@@ -97,6 +97,9 @@ class TenantAccess:
     #: Event delivery settings (subscription handshakes use its timeout and safety rule); the
     #: server sets them from its flags.
     event_policy: DeliveryPolicy | None = None
+    #: Deliveries this process made since it started, by subscription key (what the console's
+    #: "delivered" shows); None where this process does not deliver events.
+    delivered: Callable[[str], int] | None = None
 
     # -- services --------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ a rotation's signed event arriving at a real receiver."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -65,12 +66,15 @@ def test_subscribe_handshake_and_a_signed_delivery(server: DbServer) -> None:
         assert sent["data"]["newVersionId"] == version
         assert post.headers["webhook-signature"] == events_net.signature(
             SECRET, post.headers["webhook-id"], int(post.headers["webhook-timestamp"]), post.body)
-        series = f'tenant_access_event_deliveries_total{{outcome="delivered",subscription="{svc.lower()}' \
-                 '/eventsubscriptions/hook"} 1.0'
+        label = data["metrics_label"]
+        assert label == hashlib.sha256(f"{svc}/eventSubscriptions/hook".lower().encode()).hexdigest()[:12]
+        series = f'tenant_access_event_deliveries_total{{outcome="delivered",subscription="{label}"}} 1.0'
         deadline = time.monotonic() + 10
         while series not in http.get("/metrics").text and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert series in http.get("/metrics").text
+        scraped = http.get("/metrics").text
+        assert series in scraped
+        assert "evhttp1" not in scraped.lower()  # the label names no service, group or subscription id
         assert http.delete(f"{svc}/eventSubscriptions/hook?{API}").status_code == 200
         assert http.get(f"{svc}/eventSubscriptions/hook?{API}").status_code == 404
 

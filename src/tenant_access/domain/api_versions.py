@@ -57,6 +57,7 @@ FIRST_VERSION: dict[str, str] = {
     "events.subscriptions.create_or_update": "2016-10-10",
     "events.subscriptions.get": "2016-10-10",
     "events.subscriptions.delete": "2016-10-10",
+    "events.subscriptions.deliveries": "2016-10-10",
 }
 
 

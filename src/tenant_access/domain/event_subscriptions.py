@@ -7,6 +7,7 @@ The destination's safety (no private addresses, no redirects) is the delivery si
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from tenant_access.domain import events
 from tenant_access.domain.errors import Problems
 from tenant_access.domain.models import ServiceRef
 
+#: Hex digits of :func:`metrics_label` (48 bits: no collision among any plausible number of subscriptions).
+LABEL_DIGITS = 12
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,62}[A-Za-z0-9]$")
 MAX_SECRET = 256
 
@@ -41,13 +44,34 @@ class EventSubscription:
     def resource_id(self) -> str:
         return f"{self.service.resource_id}/eventSubscriptions/{self.name}"
 
+    @property
+    def metrics_label(self) -> str:
+        return metrics_label(self.key)
+
     def wants(self, event_type: str) -> bool:
         return not self.event_types or event_type in self.event_types
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.resource_id, "name": self.name, "destination": self.destination,
                 "event_types": list(self.event_types), "schema": self.schema,
-                "signed": self.secret is not None, "created_at": self.created_at}
+                "signed": self.secret is not None, "metrics_label": self.metrics_label,
+                "created_at": self.created_at}
+
+
+def metrics_label(key: str) -> str:
+    """The ``subscription`` label of the ``/metrics`` series: a digest of the subscription's key
+    (its lower-cased resource id), so a scrape does not name subscription ids, resource groups or
+    services, while a dashboard keeps one series per subscription across restarts and replicas.
+    Owners see the mapping in the subscription's answers (``metrics_label``). A pseudonym, not a
+    secret: whoever already knows a subscription's full resource id can compute its label."""
+    return hashlib.sha256(key.lower().encode("utf-8")).hexdigest()[:LABEL_DIGITS]
+
+
+def destination_for_audit(url: str) -> str:
+    """The destination as the audit trail records it: scheme, host and path only. Webhook URLs
+    often carry a credential in their query (``?code=...``); the trail must not keep it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
 
 
 NAME_RULE = "3 to 64 letters, digits or hyphens, not starting or ending with a hyphen"

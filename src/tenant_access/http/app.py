@@ -134,6 +134,8 @@ class App:
             attempt_timeout=settings.event_attempt_timeout,
             concurrency=settings.event_concurrency, allow_private=settings.allow_private_event_destinations))
         self.use_cases.event_policy = self.deliverer.policy
+        counts = self.deliverer.counts.delivered
+        self.use_cases.delivered = lambda key: counts.get(key, 0)
         from tenant_access.events_metrics import EventsCollector
 
         self.metrics.registry.register(EventsCollector(self.deliverer))

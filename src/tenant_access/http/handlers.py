@@ -316,6 +316,9 @@ ROUTES: tuple[Route, ...] = (
           "Get an event subscription (never its secret)"),
     Route("events.subscriptions.delete", "DELETE", EVENT_SUBSCRIPTION, events.delete_subscription,
           "Delete an event subscription and its undelivered events"),
+    Route("events.subscriptions.deliveries", "GET", EVENT_SUBSCRIPTION + "/deliveries", events.get_deliveries,
+          "What an event subscription is owed: pending, retrying (next attempt), dead letters (reason), the oldest "
+          "undelivered; and what this server delivered since it started (our extension)"),
 )
 
 #: Resource Manager's own operations that clients need before they reach a resource (the Azure CLI's

@@ -89,9 +89,32 @@ SCHEMAS: dict[str, Any] = {
         "id": STR, "name": STR, "destination": STR, "event_types": {"type": "array", "items": STR},
         "schema": {"type": "string", "enum": ["CloudEventSchemaV1_0", "EventGridSchema"]},
         "signed": {"type": "boolean", "description": "Whether deliveries are signed (the secret is never shown)"},
+        "metrics_label": {"type": "string", "pattern": "^[0-9a-f]{12}$",
+                          "description": "The value of the `subscription` label of its /metrics series"},
         "created_at": TS,
     }),
 }
+
+_NULL = {"type": "null"}
+SCHEMAS["EventDeliveries"] = _obj({
+    "name": STR, "metrics_label": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+    "delivered": {"anyOf": [{"type": "integer", "minimum": 0}, _NULL],
+                  "description": "Delivered by this server process since it started (null: it does not deliver)"},
+    "pending": {"type": "integer", "minimum": 0, "description": "Deliveries waiting, retrying ones included"},
+    "retrying": {"type": "integer", "minimum": 0, "description": "Pending deliveries that failed at least once"},
+    "dead_lettered": {"type": "integer", "minimum": 0},
+    "oldest_undelivered_at": {"anyOf": [TS, _NULL]},
+    "oldest_undelivered_age_seconds": {"anyOf": [{"type": "number", "minimum": 0}, _NULL]},
+    "retries": {"type": "array", "description": "The first 50, soonest next attempt first", "items": _obj({
+        "event_id": STR, "event_type": STR, "attempts": {"type": "integer", "minimum": 1},
+        "first_attempt_at": TS, "next_attempt_at": TS, "last_error": STR})},
+    "dead_letters": {"type": "array", "description": "The first 50, oldest first", "items": _obj({
+        "event_id": STR, "event_type": STR, "attempts": {"type": "integer", "minimum": 0},
+        "first_attempt_at": TS, "reason": STR})},
+    "redeliver_command": {"anyOf": [STR, _NULL],
+                          "description": "How to queue dead letters again (there is no API for it); null: none"},
+    "as_of": TS,
+})
 SCHEMAS["Secrets"] = {
     **SCHEMAS["AccessConfiguration"],
     "properties": {**SCHEMAS["AccessConfiguration"]["properties"], "primary_key": STR, "secondary_key": STR,
@@ -170,6 +193,7 @@ SUCCESS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "events.subscriptions.create_or_update": ("200", {"$ref": "#/components/schemas/EventSubscription"}),
     "events.subscriptions.get": ("200", {"$ref": "#/components/schemas/EventSubscription"}),
     "events.subscriptions.delete": ("200", _obj({"name": STR, "deleted": {"const": True}})),
+    "events.subscriptions.deliveries": ("200", {"$ref": "#/components/schemas/EventDeliveries"}),
 }
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

@@ -102,7 +102,26 @@ SCHEMAS: dict[str, Any] = {
             "destination": _obj({"endpointType": {"const": "WebHook"}, "properties": _obj({"endpointUrl": STR})}),
             "eventTypes": {"type": "array", "items": STR},
             "eventDeliverySchema": {"type": "string", "enum": ["CloudEventSchemaV1_0", "EventGridSchema"]},
-            "signed": BOOL, "createdAt": {"type": "string", "format": "date-time"},
+            "signed": BOOL, "metricsLabel": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+            "createdAt": {"type": "string", "format": "date-time"},
+        }),
+    }),
+    "EventDeliveries": _obj({
+        "id": STR, "name": STR, "type": {"const": "Microsoft.ApiManagement/service/eventSubscriptions/deliveries"},
+        "properties": _obj({
+            "metricsLabel": STR, "delivered": {"type": ["integer", "null"]}, "pending": {"type": "integer"},
+            "retrying": {"type": "integer"}, "deadLettered": {"type": "integer"},
+            "oldestUndeliveredAt": {"type": ["string", "null"], "format": "date-time"},
+            "oldestUndeliveredAgeSeconds": {"type": ["number", "null"]},
+            "retries": {"type": "array", "items": _obj({
+                "eventId": STR, "eventType": STR, "attempts": {"type": "integer"},
+                "firstAttemptAt": {"type": "string", "format": "date-time"},
+                "nextAttemptAt": {"type": "string", "format": "date-time"}, "lastError": STR})},
+            "deadLetters": {"type": "array", "items": _obj({
+                "eventId": STR, "eventType": STR, "attempts": {"type": "integer"},
+                "firstAttemptAt": {"type": "string", "format": "date-time"}, "reason": STR})},
+            "redeliverCommand": {"type": ["string", "null"]},
+            "asOf": {"type": "string", "format": "date-time"},
         }),
     }),
     "EventSubscriptionList": _obj({
@@ -190,6 +209,8 @@ SUCCESS: dict[str, dict[str, tuple[str, str | None, bool]]] = {
     "events.subscriptions.get": {"200": ("The subscription (never its secret)", "EventSubscriptionResource", False)},
     "events.subscriptions.delete": {"200": ("Deleted", None, False), "204": ("There was nothing to delete", None,
                                                                              False)},
+    "events.subscriptions.deliveries": {"200": ("What the subscription is owed, and what this server delivered",
+                                                "EventDeliveries", False)},
 }
 
 

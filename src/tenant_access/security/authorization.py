@@ -63,6 +63,7 @@ OWNER_OPERATIONS: frozenset[str] = frozenset({
     "events.subscriptions.create_or_update",
     "events.subscriptions.get",
     "events.subscriptions.delete",
+    "events.subscriptions.deliveries",
 })
 #: The emulator controls (``/_emulator/...``): owner-only, and since their path lies under no
 #: subscription, only an owner whose scope is ``/`` can reach them.

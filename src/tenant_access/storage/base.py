@@ -90,8 +90,9 @@ class Store(Protocol):
         """The event delivery side's operations (``storage/outbox.py``), for :meth:`run_outbox`."""
         ...
 
-    async def run_outbox(self, op: Op[T], *, write: bool = False) -> T:
-        """Run one outbox operation in a transaction of its own (committed, not flushed, if ``write``)."""
+    async def run_outbox(self, op: Op[T], *, write: bool = False, durable: bool = False) -> T:
+        """Run one outbox operation in a transaction of its own (committed if ``write``; flushed to
+        disk before this returns only if ``durable`` too)."""
         ...
 
     async def record(self, event: AuditEvent, *, durable: bool = True) -> None:
@@ -117,7 +118,10 @@ class Store(Protocol):
         """Delete these records (at most a few hundred) in one transaction; answers how many went."""
         ...
 
-    async def add_principal(self, principal: ServicePrincipal) -> None: ...
+    async def add_principal(self, principal: ServicePrincipal, audit: AuditEvent | None = None) -> None:
+        """``audit``: the record of the change, written in the same transaction (as for every
+        principal change below: written only if there was a principal to change)."""
+        ...
 
     async def reencrypt(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Re-encrypt every stored key (and the check value) under the current master key, a batch
@@ -140,15 +144,17 @@ class Store(Protocol):
 
     async def list_principals(self) -> list[ServicePrincipal]: ...
 
-    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None) -> bool:
+    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None,
+                                     audit: AuditEvent | None = None) -> bool:
         """Disable (``disabled_at``) or enable (``None``) a principal; ``False`` if there is none."""
         ...
 
-    async def replace_principal_secret(self, client_id: str, secret_hash: str) -> ServicePrincipal | None:
+    async def replace_principal_secret(self, client_id: str, secret_hash: str,
+                                       audit: AuditEvent | None = None) -> ServicePrincipal | None:
         """Store a new secret hash and move the generation on; ``None`` if there is no such principal."""
         ...
 
-    async def delete_principal(self, client_id: str) -> bool: ...
+    async def delete_principal(self, client_id: str, audit: AuditEvent | None = None) -> bool: ...
 
     async def list_access(self, ref: ServiceRef) -> list[AccessConfig] | None:
         """None when the service does not exist (an empty list cannot happen: there are always two)."""

@@ -16,16 +16,18 @@ passes. On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` and fan-out holds an
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from tenant_access.domain.audit import AuditEvent
 from tenant_access.domain.event_subscriptions import EventSubscription
 from tenant_access.domain.events import Event
 from tenant_access.domain.models import ServiceRef
-from tenant_access.storage.sql import parse_ts, pyformat, ts
+from tenant_access.storage.sql import AUDIT_INSERT, audit_args, parse_ts, pyformat, ts
 
 T = TypeVar("T")
 
@@ -125,6 +127,31 @@ class SubscriptionStats:
     oldest_pending: _dt.datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """One delivery still owed: retrying (``next_at``, the next attempt) or dead (``error``, why)."""
+
+    event_id: str
+    event_type: str
+    attempts: int
+    first_at: _dt.datetime
+    next_at: _dt.datetime
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """What one subscription is owed, as the store knows it (delivered rows are deleted, so the
+    store cannot count them: the delivering process's counters do)."""
+
+    pending: int
+    retrying: int
+    dead: int
+    oldest_pending: _dt.datetime | None
+    retries: tuple[Undelivered, ...]
+    dead_letters: tuple[Undelivered, ...]
+
+
 _SUB_COLUMNS = ("service_key, name_key, name, service_ref, destination, event_types, delivery_schema, secret, "
                 "created_at")
 
@@ -152,8 +179,9 @@ class Outbox:
 
     # -- subscriptions ------------------------------------------------------------------------
 
-    def put_subscription(self, sub: EventSubscription) -> Op[bool]:
-        """Create or replace; answers whether it was created."""
+    def put_subscription(self, sub: EventSubscription, audit: AuditEvent | None = None) -> Op[bool]:
+        """Create or replace; answers whether it was created. ``audit`` is written in the same
+        transaction (with status 201 when it created)."""
         async def op(q: Q) -> bool:
             service_key = sub.service.resource_id.lower()
             found = await q.one("SELECT created_at FROM event_subscriptions WHERE service_key = ? AND name_key = ?",
@@ -164,10 +192,14 @@ class Outbox:
                 await q.exec(f"INSERT INTO event_subscriptions ({_SUB_COLUMNS}) "  # noqa: S608 - constant columns
                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (service_key, sub.name.lower(), *args, ts(sub.created_at)))
+                if audit is not None:
+                    await q.exec(AUDIT_INSERT, audit_args(dataclasses.replace(audit, status=201)))
                 return True
             await q.exec("UPDATE event_subscriptions SET name = ?, service_ref = ?, destination = ?, event_types = ?, "
                          "delivery_schema = ?, secret = ? WHERE service_key = ? AND name_key = ?",
                          (*args, service_key, sub.name.lower()))
+            if audit is not None:
+                await q.exec(AUDIT_INSERT, audit_args(audit))
             return False
         return op
 
@@ -189,13 +221,41 @@ class Outbox:
             return [self._subscription(r) for r in rows]
         return op
 
-    def delete_subscription(self, service: ServiceRef, name: str) -> Op[bool]:
-        """Its queued deliveries go with it (dead letters included)."""
+    def delete_subscription(self, service: ServiceRef, name: str, audit: AuditEvent | None = None) -> Op[bool]:
+        """Its queued deliveries go with it (dead letters included); ``audit`` is written in the
+        same transaction, only if there was a subscription to delete."""
         async def op(q: Q) -> bool:
             key = f"{service.resource_id}/eventSubscriptions/{name}".lower()
             await q.exec("DELETE FROM event_deliveries WHERE subscription_key = ?", (key,))
-            return await q.exec("DELETE FROM event_subscriptions WHERE service_key = ? AND name_key = ?",
-                                (service.resource_id.lower(), name.lower())) > 0
+            deleted = await q.exec("DELETE FROM event_subscriptions WHERE service_key = ? AND name_key = ?",
+                                   (service.resource_id.lower(), name.lower())) > 0
+            if deleted and audit is not None:
+                await q.exec(AUDIT_INSERT, audit_args(audit))
+            return deleted
+        return op
+
+    def deliveries(self, sub: EventSubscription, limit: int = 50) -> Op[DeliveryState]:
+        """What ``sub`` is owed: counts, the oldest undelivered, and the first ``limit`` retrying
+        (soonest next attempt first) and dead letters (oldest first). Reads only."""
+        async def op(q: Q) -> DeliveryState:
+            counts = await q.one(
+                "SELECT SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), "
+                "SUM(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 ELSE 0 END), "
+                "SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), "
+                "MIN(CASE WHEN state = 'pending' THEN first_at END) FROM event_deliveries WHERE subscription_key = ?",
+                (sub.key,))
+            assert counts is not None
+            found: dict[str, tuple[Undelivered, ...]] = {}
+            for kind, where, order in (("retry", "d.state = 'pending' AND d.attempts > 0", "d.next_at, d.event_id"),
+                                       ("dead", "d.state = 'dead'", "d.event_id")):
+                rows = await q.all(
+                    "SELECT d.event_id, o.type, d.attempts, d.first_at, d.next_at, d.last_error "  # noqa: S608
+                    "FROM event_deliveries d JOIN event_outbox o ON o.id = d.event_id "
+                    f"WHERE d.subscription_key = ? AND {where} ORDER BY {order} LIMIT ?", (sub.key, limit))
+                found[kind] = tuple(Undelivered(r[0], r[1], int(r[2]), parse_ts(r[3]), parse_ts(r[4]), r[5] or "")
+                                    for r in rows)
+            return DeliveryState(int(counts[0] or 0), int(counts[1] or 0), int(counts[2] or 0),
+                                 parse_ts(counts[3]) if counts[3] else None, found["retry"], found["dead"])
         return op
 
     # -- delivery -----------------------------------------------------------------------------

@@ -583,14 +583,16 @@ class PostgresStore:
     def outbox(self) -> Outbox:
         return outbox.Outbox(self.cipher)
 
-    async def run_outbox(self, op: Op[T], *, write: bool = False) -> T:
+    async def run_outbox(self, op: Op[T], *, write: bool = False, durable: bool = False) -> T:
         """An outbox operation in a transaction of its own; writes are committed without waiting
-        for the WAL flush (a lost claim or delivery mark only means the event is sent again)."""
+        for the WAL flush (a lost claim or delivery mark only means the event is sent again),
+        except ``durable`` ones (a subscription change and its audit record)."""
         if not write:
             return await self._read(lambda conn: op(outbox.PostgresQ(conn)))
 
         async def tx(conn: Conn) -> T:
-            await conn.execute("SET LOCAL synchronous_commit TO off")
+            if not durable:
+                await conn.execute("SET LOCAL synchronous_commit TO off")
             return await op(outbox.PostgresQ(conn))
 
         return await self._write(tx)
@@ -779,14 +781,18 @@ class PostgresStore:
             c, "SELECT id, display_name FROM subscriptions ORDER BY id_key", ()))
         return [Subscription(r[0], r[1]) for r in rows]
 
-    async def add_principal(self, principal: ServicePrincipal) -> None:
-        await self._write(lambda conn: self._exec(
-            conn,
-            "INSERT INTO service_principals (client_id, secret_hash, role, scope, description, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (principal.client_id, principal.secret_hash, principal.role, principal.scope, principal.description,
-             ts(principal.created_at)),
-        ))
+    async def add_principal(self, principal: ServicePrincipal, audit: AuditEvent | None = None) -> None:
+        async def tx(conn: Conn) -> None:
+            await self._exec(
+                conn,
+                "INSERT INTO service_principals (client_id, secret_hash, role, scope, description, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (principal.client_id, principal.secret_hash, principal.role, principal.scope, principal.description,
+                 ts(principal.created_at)))
+            if audit is not None:
+                await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+
+        await self._write(tx)
 
     async def get_principal(self, client_id: str) -> ServicePrincipal | None:
         row = await self._read(lambda c: self._one(c, PRINCIPAL_SELECT + " WHERE client_id = ?", (client_id,)))
@@ -803,33 +809,40 @@ class PostgresStore:
         rows = await self._read(lambda c: self._all(c, PRINCIPAL_SELECT + " ORDER BY created_at, client_id", ()))
         return [principal_from_row(r) for r in rows]
 
-    async def _change_principal(self, client_id: str, sql: str, args: Sequence[Any]) -> ServicePrincipal | None:
-        """One change of a principal, and the notification that makes every replica drop it from
-        its cache, in one transaction; answers the principal as it is after the change (None when
-        there is none, or it was deleted)."""
+    async def _change_principal(self, client_id: str, sql: str, args: Sequence[Any],
+                                audit: AuditEvent | None = None) -> ServicePrincipal | None:
+        """One change of a principal, its audit record, and the notification that makes every
+        replica drop it from its cache, in one transaction; answers the principal as it is after
+        the change (None when there is none, or it was deleted)."""
         async def tx(conn: Conn) -> tuple[int, ServicePrincipal | None]:
             cursor = await conn.execute(pyformat(sql), args)
             row = await self._one(conn, PRINCIPAL_SELECT + " WHERE client_id = ?", (client_id,))
             if cursor.rowcount:
                 await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, _principal_notification(client_id)))
+                if audit is not None:
+                    await self._exec(conn, AUDIT_INSERT, audit_args(audit))
             return cursor.rowcount, principal_from_row(row) if row is not None else None
 
         count, after = await self._write(tx)
         self._principals.invalidate(principal_key(client_id))
         return after if count else None
 
-    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None) -> bool:
+    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None,
+                                     audit: AuditEvent | None = None) -> bool:
         stamp = ts(disabled_at) if disabled_at is not None else None
-        return await self._change_principal(client_id, PRINCIPAL_DISABLE, (stamp, client_id)) is not None
+        return await self._change_principal(client_id, PRINCIPAL_DISABLE, (stamp, client_id), audit) is not None
 
-    async def replace_principal_secret(self, client_id: str, secret_hash: str) -> ServicePrincipal | None:
-        return await self._change_principal(client_id, PRINCIPAL_REHASH, (secret_hash, client_id))
+    async def replace_principal_secret(self, client_id: str, secret_hash: str,
+                                       audit: AuditEvent | None = None) -> ServicePrincipal | None:
+        return await self._change_principal(client_id, PRINCIPAL_REHASH, (secret_hash, client_id), audit)
 
-    async def delete_principal(self, client_id: str) -> bool:
+    async def delete_principal(self, client_id: str, audit: AuditEvent | None = None) -> bool:
         async def tx(conn: Conn) -> int:
             cursor = await conn.execute(pyformat(PRINCIPAL_DELETE), (client_id,))
             if cursor.rowcount:
                 await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, _principal_notification(client_id)))
+                if audit is not None:
+                    await self._exec(conn, AUDIT_INSERT, audit_args(audit))
             return cursor.rowcount
 
         count = await self._write(tx)

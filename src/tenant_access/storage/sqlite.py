@@ -472,14 +472,15 @@ class SqliteStore:
     def outbox(self) -> Outbox:
         return outbox.Outbox(self.cipher)
 
-    async def run_outbox(self, op: Op[T], *, write: bool = False) -> T:
+    async def run_outbox(self, op: Op[T], *, write: bool = False, durable: bool = False) -> T:
         """An outbox operation; writes are committed without a flush (a lost claim or delivery
-        mark only means the event is sent again, which at-least-once allows)."""
+        mark only means the event is sent again, which at-least-once allows), except ``durable``
+        ones (a subscription change and its audit record: acknowledged only once on disk)."""
         if write:
             # On the writer thread, not the event loop: a claim over a long queue must not hold
             # up requests; committed without fsync like the on-loop writes.
             return await self._write(lambda conn: outbox.drive(op(outbox.SqliteQ(conn))),
-                                     durable=False, off_loop=True)
+                                     durable=durable, off_loop=True)
         return self._read(lambda conn: outbox.drive(op(outbox.SqliteQ(conn))))
 
     # -- audit ------------------------------------------------------------------------------------
@@ -578,13 +579,17 @@ class SqliteStore:
             "SELECT id, display_name FROM subscriptions ORDER BY id_key").fetchall())
         return [Subscription(r[0], r[1]) for r in rows]
 
-    async def add_principal(self, principal: ServicePrincipal) -> None:
-        await self._write(lambda conn: conn.execute(
-            "INSERT INTO service_principals (client_id, secret_hash, role, scope, description, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (principal.client_id, principal.secret_hash, principal.role, principal.scope, principal.description,
-             ts(principal.created_at)),
-        ))
+    async def add_principal(self, principal: ServicePrincipal, audit: AuditEvent | None = None) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO service_principals (client_id, secret_hash, role, scope, description, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (principal.client_id, principal.secret_hash, principal.role, principal.scope, principal.description,
+                 ts(principal.created_at)))
+            if audit is not None:
+                _insert_audit(conn, audit)
+
+        await self._write(tx)
 
     async def get_principal(self, client_id: str) -> ServicePrincipal | None:
         row = self._read(lambda c: c.execute(PRINCIPAL_SELECT + " WHERE client_id = ?", (client_id,)).fetchone())
@@ -599,22 +604,34 @@ class SqliteStore:
         rows = self._read(lambda c: c.execute(PRINCIPAL_SELECT + " ORDER BY created_at, client_id").fetchall())
         return [principal_from_row(r) for r in rows]
 
-    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None) -> bool:
-        stamp = ts(disabled_at) if disabled_at is not None else None
-        count: int = await self._write(lambda conn: conn.execute(PRINCIPAL_DISABLE, (stamp, client_id)).rowcount)
-        return count > 0
+    def _principal_change(self, sql: str, args: tuple[Any, ...],
+                          audit: AuditEvent | None) -> Callable[[sqlite3.Connection], int]:
+        """One change of a principal and its audit record (only if a row changed), as one transaction."""
+        def tx(conn: sqlite3.Connection) -> int:
+            count: int = conn.execute(sql, args).rowcount
+            if count and audit is not None:
+                _insert_audit(conn, audit)
+            return count
+        return tx
 
-    async def replace_principal_secret(self, client_id: str, secret_hash: str) -> ServicePrincipal | None:
+    async def set_principal_disabled(self, client_id: str, disabled_at: _dt.datetime | None,
+                                     audit: AuditEvent | None = None) -> bool:
+        stamp = ts(disabled_at) if disabled_at is not None else None
+        return await self._write(self._principal_change(PRINCIPAL_DISABLE, (stamp, client_id), audit)) > 0
+
+    async def replace_principal_secret(self, client_id: str, secret_hash: str,
+                                       audit: AuditEvent | None = None) -> ServicePrincipal | None:
+        change = self._principal_change(PRINCIPAL_REHASH, (secret_hash, client_id), audit)
+
         def tx(conn: sqlite3.Connection) -> ServicePrincipal | None:
-            conn.execute(PRINCIPAL_REHASH, (secret_hash, client_id))
+            change(conn)
             row = conn.execute(PRINCIPAL_SELECT + " WHERE client_id = ?", (client_id,)).fetchone()
             return principal_from_row(row) if row is not None else None
 
         return await self._write(tx)
 
-    async def delete_principal(self, client_id: str) -> bool:
-        count: int = await self._write(lambda conn: conn.execute(PRINCIPAL_DELETE, (client_id,)).rowcount)
-        return count > 0
+    async def delete_principal(self, client_id: str, audit: AuditEvent | None = None) -> bool:
+        return await self._write(self._principal_change(PRINCIPAL_DELETE, (client_id,), audit)) > 0
 
     # -- rotation policies (issue 14) ------------------------------------------------------------
 
