@@ -54,6 +54,7 @@
     historyAll: false,
     historyExpanded: {},
     places: [], // [{subscription, resource_group}] with services, from the sign-in check
+    events: null, // [{subscription, deliveries}] of the selected service, or an ApiError
   };
 
   const $ = (id) => document.getElementById(id);
@@ -330,6 +331,47 @@
     };
   }
 
+  // Event subscriptions and their deliveries (our extension), both wire formats.
+
+  function normSubscription(s) {
+    const p = s.properties || s;
+    const destination = typeof p.destination === "string" ? p.destination
+      : ((p.destination && p.destination.properties) || {}).endpointUrl || "";
+    return {
+      name: s.name,
+      id: s.id || "",
+      destination,
+      eventTypes: p.event_types || p.eventTypes || [],
+      schema: p.schema || p.eventDeliverySchema || "",
+      signed: Boolean(p.signed),
+      metricsLabel: p.metrics_label || p.metricsLabel || "",
+      created: parseTime(p.created_at || p.createdAt),
+    };
+  }
+
+  function normDeliveries(d) {
+    const p = d.properties || d;
+    const pick = (snake, camel) => (p[snake] !== undefined ? p[snake] : p[camel]);
+    const item = (u) => ({
+      eventId: u.event_id || u.eventId || "",
+      type: u.event_type || u.eventType || "",
+      attempts: u.attempts,
+      next: parseTime(u.next_attempt_at || u.nextAttemptAt),
+      first: parseTime(u.first_attempt_at || u.firstAttemptAt),
+      error: u.reason || u.last_error || u.lastError || "",
+    });
+    return {
+      delivered: pick("delivered", "delivered"),
+      pending: pick("pending", "pending") || 0,
+      retrying: pick("retrying", "retrying") || 0,
+      dead: pick("dead_lettered", "deadLettered") || 0,
+      oldest: parseTime(pick("oldest_undelivered_at", "oldestUndeliveredAt")),
+      retries: (pick("retries", "retries") || []).map(item),
+      deadLetters: (pick("dead_letters", "deadLetters") || []).map(item),
+      command: pick("redeliver_command", "redeliverCommand") || "",
+    };
+  }
+
   function providerPath() {
     return `/subscriptions/${encodeURIComponent(state.subscription)}/resourceGroups/` +
       `${encodeURIComponent(state.resourceGroup)}/providers/Microsoft.ApiManagement`;
@@ -583,6 +625,7 @@
     state.configs = {};
     state.audit = null;
     state.historyExpanded = {};
+    state.events = null;
     location.hash = `#${servicePath(name).replace("/providers/Microsoft.ApiManagement", "")}`;
     for (const item of document.querySelectorAll(".service-item")) {
       if (item.dataset.service === name) item.setAttribute("aria-current", "true");
@@ -597,7 +640,7 @@
       if (error.status !== 401) showError(error, `Could not load ${name}`);
       return;
     }
-    await Promise.all([...CONFIGS.map((c) => loadConfig(c.name)), loadHistory()]);
+    await Promise.all([...CONFIGS.map((c) => loadConfig(c.name)), loadHistory(), loadEvents()]);
   }
 
   function renderDetailFrame() {
@@ -620,7 +663,14 @@
       wireCard(card, config.name);
       grid.append(card);
     }
-    $("detail").replaceChildren(placeholder, header, grid);
+    const events = el("section", { class: "card events", id: "events", "aria-labelledby": "events-title" },
+      el("header", { class: "events-head" },
+        el("h3", { id: "events-title", text: "Event subscriptions" }),
+        el("button", { type: "button", class: "btn btn-small", id: "events-refresh", text: "Refresh" })),
+      el("div", { class: "subscription-list", id: "subscription-list" }),
+      el("p", { class: "fine", id: "events-note", text: "Loading\u2026" }));
+    events.querySelector("#events-refresh").addEventListener("click", (event) => busy(event.target, loadEvents));
+    $("detail").replaceChildren(placeholder, header, grid, events);
     placeholder.hidden = true;
   }
 
@@ -1002,6 +1052,128 @@
     } else if (events.length > HISTORY_SHOWN) {
       note.append(el("button", { type: "button", class: "btn btn-link", "data-action": "history-more",
         text: state.historyExpanded[config] ? "Show fewer" : `Show all ${events.length} events` }));
+    }
+  }
+
+  // -- event subscriptions -------------------------------------------------------------------------
+
+  async function loadEvents() {
+    if (!state.selected) return;
+    const name = state.selected.name;
+    let found;
+    try {
+      const answer = await api("GET", `${servicePath(name)}/eventSubscriptions`);
+      const subs = (Array.isArray(answer.data) ? answer.data : []).map(normSubscription);
+      found = await Promise.all(subs.map(async (sub) => {
+        try {
+          const owed = await api("GET", `${servicePath(name)}/eventSubscriptions/${encodeURIComponent(sub.name)}/deliveries`);
+          return { sub, deliveries: normDeliveries(owed.data || {}) };
+        } catch (error) {
+          if (error.status === 401) throw error;
+          return { sub, deliveries: error };
+        }
+      }));
+    } catch (error) {
+      if (error.status === 401) return;
+      found = error;
+    }
+    if (!state.selected || state.selected.name !== name) return;
+    state.events = found;
+    renderEvents();
+  }
+
+  const EVENT_PREFIX = "Microsoft.ApiManagement.TenantAccess.";
+
+  function shortType(type) {
+    return String(type || "").replace(EVENT_PREFIX, "");
+  }
+
+  function prop(label, value, role, title) {
+    return el("div", {}, el("dt", { text: label }), el("dd", { "data-role": role, text: value, title }));
+  }
+
+  function stat(label, value, role, kind) {
+    return el("div", { class: `stat${kind ? ` stat-${kind}` : ""}`, "data-role": role },
+      el("span", { class: "stat-value", text: String(value) }), el("span", { class: "stat-label", text: label }));
+  }
+
+  function renderDeliveries(d) {
+    const box = el("div", { class: "deliveries" });
+    if (d instanceof ApiError) {
+      box.append(el("p", { class: "fine", text: `Could not read the deliveries: ${d.message}` }));
+      return box;
+    }
+    const ago = d.oldest ? relative(d.oldest) : "";
+    const age = !d.oldest ? "none" : ago === "just now" ? "< 5 seconds" : ago.replace(/ ago$/, "");
+    box.append(el("div", { class: "stats" },
+      stat("delivered", d.delivered === null || d.delivered === undefined ? "\u2013" : d.delivered, "delivered", "ok"),
+      stat("pending", d.pending, "pending"),
+      stat("retrying", d.retrying, "retrying", d.retrying ? "warn" : ""),
+      stat("dead letters", d.dead, "dead", d.dead ? "danger" : ""),
+      stat("oldest undelivered", age, "oldest")));
+    if (d.retries.length) {
+      const list = el("ul", { class: "owed", "data-role": "retries" });
+      for (const r of d.retries) {
+        list.append(el("li", { class: "owed-item", "data-event": r.eventId },
+          el("span", { class: "owed-type", text: shortType(r.type) }),
+          el("span", { class: "owed-meta", text: `attempt ${r.attempts} failed \u00b7 next attempt ` }),
+          el("time", { "data-role": "next-attempt", datetime: r.next ? r.next.toISOString() : "",
+            title: formatTime(r.next), text: `${formatTime(r.next)} (${relative(r.next)})` }),
+          el("span", { class: "owed-error", text: r.error })));
+      }
+      box.append(el("h5", { text: "Retrying" }), list);
+    }
+    if (d.deadLetters.length) {
+      const list = el("ul", { class: "owed", "data-role": "dead-letters" });
+      for (const r of d.deadLetters) {
+        list.append(el("li", { class: "owed-item owed-dead", "data-event": r.eventId },
+          el("span", { class: "owed-type", text: shortType(r.type) }),
+          el("span", { class: "owed-meta mono", title: r.eventId, text: `event ${shortId(r.eventId)} \u00b7 ${r.attempts} attempt${r.attempts === 1 ? "" : "s"}` }),
+          el("span", { class: "owed-error", "data-role": "reason", text: r.error })));
+      }
+      box.append(el("h5", { text: "Dead letters" }), list,
+        el("p", { class: "fine", text: "There is no API to redeliver dead letters: on the server\u2019s host, run" }),
+        el("pre", { class: "command", "data-role": "redeliver", text: d.command }));
+    }
+    return box;
+  }
+
+  function renderEvents() {
+    const list = $("subscription-list");
+    const note = $("events-note");
+    if (!list || !note) return;
+    list.replaceChildren();
+    if (state.events instanceof ApiError) {
+      note.textContent = state.events.status === 403
+        ? "Event subscriptions need an owner token."
+        : `Could not read the event subscriptions: ${state.events.message}`;
+      return;
+    }
+    if (!state.events) {
+      note.textContent = "Loading\u2026";
+      return;
+    }
+    const local = state.events.some(({ deliveries }) => !(deliveries instanceof ApiError) &&
+      deliveries.delivered !== null && deliveries.delivered !== undefined);
+    note.textContent = !state.events.length
+      ? "No event subscriptions. Make one with PUT \u2026/eventSubscriptions/{name} (see docs/events.md)."
+      : local ? "Delivered: by this server since it started. Pending, retrying and dead letters: the shared store\u2019s, every replica\u2019s."
+        : "This server does not deliver events itself (\u2013: no delivered count). Pending, retrying and dead letters: the shared store\u2019s.";
+    for (const { sub, deliveries } of state.events) {
+      const types = sub.eventTypes.length ? sub.eventTypes.map(shortType).join(", ") : "all event types";
+      list.append(el("article", { class: "subscription", "data-subscription": sub.name },
+        el("header", { class: "subscription-head" },
+          el("h4", { text: sub.name }),
+          el("span", { class: `badge ${sub.signed ? "badge-on" : "badge-off"}`, "data-role": "signed",
+            text: sub.signed ? "Signed" : "Unsigned" })),
+        el("dl", { class: "props" },
+          prop("Destination", sub.destination, "destination"),
+          prop("Event types", types, "filter"),
+          prop("Schema", sub.schema, "schema"),
+          prop("Secret", sub.signed ? "set (never shown)" : "not set", "secret"),
+          prop("Metrics label", sub.metricsLabel, "metrics-label", "The subscription label of its /metrics series"),
+          prop("Created", formatTime(sub.created), "created")),
+        renderDeliveries(deliveries)));
     }
   }
 
