@@ -48,7 +48,7 @@ EXPECTED = {
         "emulator.clock.delete",
         "emulator.events", "emulator.sink.get", "emulator.sink.delete",
         "events.subscriptions.list", "events.subscriptions.create_or_update", "events.subscriptions.get",
-        "events.subscriptions.delete",
+        "events.subscriptions.delete", "events.subscriptions.deliveries",
     },
 }
 
