@@ -17,11 +17,13 @@ from tenant_access.domain.event_subscriptions import metrics_label
 from tests.backends import Backend, DbServer
 from tests.conftest import API, SERVICE_BODY, service_path
 from tests.events.receiver import Behaviour, Receiver
+from tests.http.test_openapi import DOCUMENTED, _validate
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PUT_OP = "events.subscriptions.create_or_update"
 DELETE_OP = "events.subscriptions.delete"
 AZURE = "api-version=2022-08-01"
+TEMPLATE = DOCUMENTED + "/service/{serviceName}/eventSubscriptions/{eventSubscriptionName}"
 
 
 @pytest.fixture
@@ -140,6 +142,11 @@ def test_deliveries_show_delivered_retrying_and_dead_letters(server: DbServer) -
         assert version not in str(broken_state)  # ids of events, never of keys or their versions
         assert SECRET not in http.get(f"{svc}/eventSubscriptions/broken/deliveries?{API}").text
 
+        document = http.get("/openapi.json").json()
+        for name in ("good", "flaky", "broken", "nobody"):
+            _validate(document, TEMPLATE + "/deliveries", "GET",
+                      http.get(f"{svc}/eventSubscriptions/{name}/deliveries?{API}"))
+        _validate(document, TEMPLATE, "GET", http.get(f"{svc}/eventSubscriptions/good?{API}"))
         missing = http.get(f"{svc}/eventSubscriptions/nobody/deliveries?{API}")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "NOT_FOUND"
@@ -167,6 +174,9 @@ def test_deliveries_in_the_azure_style(db_backend: Backend, tmp_path: Path) -> N
             body = http.get(path).json()
             assert body["id"] == f"{svc}/eventSubscriptions/broken/deliveries"
             assert body["type"] == "Microsoft.ApiManagement/service/eventSubscriptions/deliveries"
+            document = http.get("/openapi.json").json()
+            _validate(document, TEMPLATE + "/deliveries", "GET", http.get(path))
+            _validate(document, TEMPLATE, "GET", http.get(f"{svc}/eventSubscriptions/broken?{AZURE}"))
             props = body["properties"]
             assert props["metricsLabel"] == label
             assert props["deadLetters"][0]["reason"] == "HTTP 400 (permanent)"
