@@ -7,6 +7,7 @@ The destination's safety (no private addresses, no redirects) is the delivery si
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class EventSubscription:
                 "created_at": self.created_at}
 
 
+@functools.lru_cache(maxsize=4096)  # every scrape labels every subscription again
 def metrics_label(key: str) -> str:
     """The ``subscription`` label of the ``/metrics`` series: a digest of the subscription's key
     (its lower-cased resource id), so a scrape does not name subscription ids, resource groups or
