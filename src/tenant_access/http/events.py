@@ -155,7 +155,8 @@ def deliveries_data(found: Deliveries, camel: bool = False) -> dict[str, Any]:
     """Both styles' fields (``camel``: Azure's spelling) of a subscription's deliveries."""
     state, oldest = found.state, found.state.oldest_pending
     age = None if oldest is None else round(max((found.now - oldest).total_seconds(), 0.0), 3)
-    command = "tenant-access events redeliver --all  (or: tenant-access events redeliver EVENT_ID ...)"
+    # By event id: ``--all`` would queue the dead letters of every subscription, not only these.
+    command = "tenant-access events redeliver " + " ".join(u.event_id for u in state.dead_letters)
     fields = {
         "metrics_label": found.subscription.metrics_label, "delivered": found.delivered,
         "pending": state.pending, "retrying": state.retrying, "dead_lettered": state.dead,

@@ -1132,7 +1132,7 @@
           el("span", { class: "owed-error", "data-role": "reason", text: r.error })));
       }
       box.append(el("h5", { text: "Dead letters" }), list,
-        el("p", { class: "fine", text: "There is no API to redeliver dead letters: on the server\u2019s host, run" }),
+        el("p", { class: "fine", text: "There is no API to redeliver dead letters: on the server\u2019s host, with its --data-dir or --database-url, run" }),
         el("pre", { class: "command", "data-role": "redeliver", text: d.command }));
     }
     return box;
