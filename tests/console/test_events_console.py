@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tenant_access.domain.event_subscriptions import metrics_label
-from tests.console.conftest import ARTIFACTS, Api, Browser
+from tests.conftest import API, SERVICE_BODY, SUBSCRIPTION
+from tests.console.conftest import ARTIFACTS, RESOURCE_GROUP, Api, Browser
 from tests.console.test_browser import expect, sign_in
 from tests.events.receiver import Behaviour, Receiver
 from tests.serverproc import ServerProcess
@@ -135,3 +138,38 @@ def test_no_subscription_says_how_to_make_one(browser: Browser, server: ServerPr
     name = api.service("events")
     sign_in(page, server, name)
     expect(page.locator("#events-note")).to_contain_text("No event subscriptions.")
+
+
+def test_the_azure_wire_format(browser: Browser, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "azure", ["--api-style", "azure", "--allow-private-event-destinations",
+                                                "--event-retry-delay", "600"]).start()
+    try:
+        path = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.ApiManagement" \
+               "/service/azure-events"
+        with httpx.Client(base_url=server.url, headers=server.auth(), timeout=30) as http, \
+                Receiver(Behaviour(status=400)) as broken:
+            assert http.put(f"{path}?{API}", json=SERVICE_BODY).status_code == 201
+            made = http.put(f"{path}/eventSubscriptions/hook?{API}", json={"properties": {
+                "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": broken.url}},
+                "secret": SECRET}})
+            assert made.status_code == 201, made.text
+            assert http.post(f"{path}/tenant/access/regenerateSecondaryKey?{API}").status_code == 204
+            deadline = time.monotonic() + 30
+            owed: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                owed = http.get(f"{path}/eventSubscriptions/hook/deliveries?{API}").json()["properties"]
+                if owed["deadLettered"] == 1:
+                    break
+                time.sleep(0.1)
+            assert owed["deadLettered"] == 1, owed
+            sign_in(browser.page, server, "azure-events")
+            shown = browser.page.locator('#events .subscription[data-subscription="hook"]')
+            expect(shown.locator('[data-role="destination"]')).to_have_text(broken.url)
+            expect(shown.locator('[data-role="secret"]')).to_have_text("set (never shown)")
+            expect(shown.locator('[data-role="metrics-label"]')).to_have_text(made.json()["properties"]["metricsLabel"])
+            expect(shown.locator('[data-role="dead"] .stat-value')).to_have_text("1")
+            expect(shown.locator('[data-role="reason"]')).to_have_text("HTTP 400 (permanent)")
+            expect(shown.locator('[data-role="redeliver"]')).to_have_text(owed["redeliverCommand"])
+            assert SECRET not in browser.page.content()
+    finally:
+        server.stop()
