@@ -162,9 +162,9 @@ class Metrics:
                      ("version", "api_style", "auth"), registry=r)
         info.labels(__version__, api_style, auth).set(1)
         # Series that should exist at zero from the start, so rate() and alerts see them before the first event.
-        for configuration in CONFIGURATIONS:
-            for slot in SLOTS:
-                self.rotations.labels(configuration, slot)
+        #: The children bound once: ``labels()`` costs a rotation more than its increment.
+        self._rotation_counters = {(configuration, slot): self.rotations.labels(configuration, slot)
+                                   for configuration in CONFIGURATIONS for slot in SLOTS}
         for kind in DB_ERROR_KINDS:
             self.db_errors.labels(kind)
         self._process_collectors()
@@ -185,8 +185,9 @@ class Metrics:
             self.rotation(value.config.name.value, value.version.slot.value)
 
     def rotation(self, configuration: str, slot: str) -> None:
-        if configuration in CONFIGURATIONS and slot in SLOTS:
-            self.rotations.labels(configuration, slot).inc()
+        counter = self._rotation_counters.get((configuration, slot))
+        if counter is not None:
+            counter.inc()
 
     def auth_failure(self, header: str | None, reason: str) -> None:
         """``reason`` is free text (an InvalidCredential's) or ``throttled``; only its class is kept."""

@@ -14,7 +14,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tenant_access.domain.audit import Actor, AuditQuery, event
+from tenant_access.domain.errors import NotFound
 from tenant_access.domain.models import AccessName, KeySlot, ServiceRef, ServiceSpec
 from tenant_access.security.encryption import Keyring, MasterKey
 from tenant_access.service import TenantAccess
@@ -166,3 +169,70 @@ def test_secret_reads_see_another_process_rotation_at_once(tmp_path: Path) -> No
             await b.close()
 
     asyncio.run(main())
+
+
+def test_rotations_build_on_another_process_rotation(tmp_path: Path) -> None:
+    """A rotation starts from the state the write connection last wrote, without reading it;
+    when another process sharing the file rotated in between, it must start from that one."""
+    async def main() -> None:
+        cipher = Keyring(MasterKey(secrets.token_bytes(32)))
+        a, b = SqliteStore(tmp_path / "w.db", cipher), SqliteStore(tmp_path / "w.db", cipher)
+        await a.open()
+        await b.open()
+        try:
+            here, there = TenantAccess(a), TenantAccess(b)
+            await here.put_service(ACTOR, REF, SPEC)
+            previous = None
+            for n in range(6):
+                app = here if n % 3 else there  # two rotations here, then one there
+                rotation = await app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS,
+                                                    KeySlot.SECONDARY)
+                if previous is not None:
+                    assert rotation.previous_version_id == previous.version.id
+                    assert rotation.config.primary_version_id == previous.config.primary_version_id
+                previous = rotation
+            stored = await a.get_secrets(REF, AccessName.ACCESS)
+            assert stored is not None and previous is not None
+            assert stored.config == previous.config
+            assert stored.secondary_key == previous.version.secret
+            with sqlite3.connect(tmp_path / "w.db") as conn:
+                live = conn.execute("SELECT COUNT(*) FROM key_versions WHERE secret IS NOT NULL").fetchone()[0]
+            assert live == 4  # two per configuration (access, gitAccess): every replaced key was wiped
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+def test_a_rotation_after_the_service_is_deleted_finds_nothing(tmp_path: Path) -> None:
+    """Deleting a service is a change the rotation path does not keep track of: the state it
+    remembers from its last rotation must be forgotten."""
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        await app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.PRIMARY)
+        await app.delete_service(ACTOR, REF)
+        with pytest.raises(NotFound):
+            await app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.PRIMARY)
+        assert await store.get_secrets(REF, AccessName.ACCESS) is None
+        await app.put_service(ACTOR, REF, SPEC)  # created anew: new keys, which the next rotation starts from
+        fresh = await store.get_secrets(REF, AccessName.ACCESS)
+        assert fresh is not None
+        rotation = await app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.PRIMARY)
+        assert rotation.previous_version_id == fresh.config.primary_version_id
+
+    _run(tmp_path, scenario)
+
+
+def test_rotations_in_one_group_commit_build_on_each_other(tmp_path: Path) -> None:
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        rotations = await asyncio.gather(*(
+            app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.SECONDARY)
+            for _ in range(20)))
+        chain = {r.previous_version_id: r.version.id for r in rotations}
+        assert len(chain) == 20  # each replaced a different version: a single history, no fork
+        stored = await store.get_secrets(REF, AccessName.ACCESS)
+        assert stored is not None
+        assert stored.config.secondary_version_id in chain.values()
+        assert stored.config.secondary_version_id not in chain
+
+    _run(tmp_path, scenario)

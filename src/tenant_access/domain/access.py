@@ -14,6 +14,7 @@ from tenant_access.domain import keys
 from tenant_access.domain.errors import FieldError, PreconditionFailed, ValidationFailed
 from tenant_access.domain.models import (
     AccessChange,
+    AccessConfig,
     AccessName,
     KeySlot,
     KeyVersion,
@@ -41,6 +42,23 @@ def regenerate(current: Secrets, slot: KeySlot, now: _dt.datetime) -> AccessChan
         etag=keys.new_etag(),
         updated_at=now,
         new_versions=(version,),
+    )
+
+
+def applied(current: Secrets, change: AccessChange) -> Secrets:
+    """The state ``change`` leaves: what a store holds once it has persisted it (so a store that
+    knows what it wrote need not read it back)."""
+    config = current.config
+    keys_by_slot = {KeySlot.PRIMARY: (config.primary_version_id, config.primary_created_at, current.primary_key),
+                    KeySlot.SECONDARY: (config.secondary_version_id, config.secondary_created_at,
+                                        current.secondary_key)}
+    for version in change.new_versions:
+        keys_by_slot[version.slot] = (version.id, version.created_at, version.secret)
+    (p_id, p_at, p_key), (s_id, s_at, s_key) = keys_by_slot[KeySlot.PRIMARY], keys_by_slot[KeySlot.SECONDARY]
+    return Secrets(
+        AccessConfig(config.service, config.name, change.principal_id, change.enabled, change.etag,
+                     config.created_at, change.updated_at, p_id, p_at, s_id, s_at),
+        p_key, s_key,
     )
 
 

@@ -96,6 +96,8 @@ class Event:
 
 
 def _ts(value: _dt.datetime) -> str:
+    if value.tzinfo is _dt.UTC:
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     return value.astimezone(_dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

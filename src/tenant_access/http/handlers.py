@@ -11,10 +11,12 @@ import re
 from collections.abc import Iterable
 from typing import TypeVar, cast
 
+from tenant_access.clock import parse_duration
 from tenant_access.domain import idempotency, rules
 from tenant_access.domain.audit import AUDIT_KINDS, AuditKind, AuditQuery
 from tenant_access.domain.errors import Problems
 from tenant_access.domain.models import AccessName, KeySlot, ServiceRef
+from tenant_access.domain.rotation import MAX_WINDOW
 from tenant_access.http import arm, events
 from tenant_access.http.context import Context, Outcome
 from tenant_access.http.routing import Route
@@ -168,9 +170,6 @@ def _if_unused_for(ctx: Context) -> _dt.timedelta | None:
     """``?ifUnusedFor=PT15M`` (or the ``If-Unused-For`` header): opt-in, so the regenerate
     operations keep their exact contract without it. Uses are kept to the minute, so even ``PT0S``
     refuses a key used in the current minute."""
-    from tenant_access.clock import parse_duration
-    from tenant_access.domain.rotation import MAX_WINDOW
-
     raw = ctx.request.query("ifUnusedFor")
     where = "query.ifUnusedFor"
     if raw is None:

@@ -31,9 +31,26 @@ class _Cipher(Protocol):
     def needs_reencryption(self, token: str) -> bool: ...
 
 
+_last_ts: tuple[_dt.datetime | None, str] = (None, "")
+
+
 def ts(value: _dt.datetime) -> str:
-    """Timestamps are stored as fixed-width UTC text, so they sort and compare as strings."""
-    return value.astimezone(_dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    """Timestamps are stored as fixed-width UTC text, so they sort and compare as strings.
+
+    A rotation stores its one "now" five or six times (the new key, the old one's end, the
+    configuration, the audit record, the event): the last value is remembered by identity, and
+    a UTC value is formatted without the two conversions (together, most of a rotation's time
+    in date formatting)."""
+    global _last_ts  # noqa: PLW0603 - a one-entry memo; a race can only recompute the same text
+    last, text = _last_ts
+    if value is last:
+        return text
+    if value.tzinfo is _dt.UTC:
+        text = value.isoformat(timespec="microseconds")[:-6] + "Z"
+    else:
+        text = value.astimezone(_dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    _last_ts = (value, text)
+    return text
 
 
 def parse_ts(value: str) -> _dt.datetime:

@@ -31,9 +31,11 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tenant_access.domain.access import applied
 from tenant_access.domain.audit import AuditEvent, AuditQuery, AuditScan
 from tenant_access.domain.errors import InternalError, NotFound, ServiceUnavailable, TenantAccessError
 from tenant_access.domain.events import Event
@@ -107,13 +109,16 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class _Job:
-    __slots__ = ("durable", "fn", "future", "loop", "one_statement")
+    __slots__ = ("durable", "fn", "future", "keeps_written", "loop", "one_statement")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop,
-                 durable: bool = True, one_statement: bool = False) -> None:
+                 durable: bool = True, one_statement: bool = False, keeps_written: bool = False) -> None:
         self.fn = fn
         self.loop = loop
         self.durable = durable
+        #: A change that keeps :attr:`SqliteStore._written` true itself (it stores the state it
+        #: committed); any other durable job may change keys behind it, and empties it.
+        self.keeps_written = keeps_written
         #: Writes with exactly one statement, its last step: SQLite undoes a failed statement by
         #: itself, so the job needs no savepoint of its own.
         self.one_statement = one_statement
@@ -138,10 +143,10 @@ class SqliteStore:
         #: while PRAGMA data_version stands still.
         self._cache = KeyCache()
         self._opened = OpenedKeys()
-        #: Keys read by the write connection (see _written_cache), and what they are valid for.
-        self._written = KeyCache()
-        self._written_stamp: tuple[int, int] = (-1, -1)
-        self._changes = 0
+        #: Configurations with their keys as the write connection last read or wrote them: see
+        #: _check_written. Touched only by whoever holds ``_writing``.
+        self._written: Cache[_Current] = Cache()
+        self._written_version = -1
         self._configs: Cache[AccessConfig] = Cache()
         #: Service principals, for checking their tokens: valid while PRAGMA data_version stands still.
         self._principals: Cache[ServicePrincipal] = Cache()
@@ -152,6 +157,10 @@ class SqliteStore:
         self._settings = ("FULL", BUSY_TIMEOUT_MS)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        #: COMMITs of transactions the event loop ran, with the jobs to answer once each is on disk.
+        self._commits: queue.SimpleQueue[tuple[list[_Job], list[tuple[BaseException | None, Any]]] | None] = (
+            queue.SimpleQueue())
+        self._committer: threading.Thread | None = None
         self._read_lock = threading.Lock()
         #: Held by whoever uses the write connection: the writer thread, or the event loop.
         self._writing = threading.Lock()
@@ -188,8 +197,15 @@ class SqliteStore:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run_writer, args=(writer,), name="sqlite-writer", daemon=True)
         self._thread.start()
+        self._committer = threading.Thread(target=self._run_committer, args=(writer,), name="sqlite-commit",
+                                           daemon=True)
+        self._committer.start()
 
     async def close(self) -> None:
+        if self._committer is not None:
+            self._commits.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._committer.join, 10)
+            self._committer = None
         if self._thread is not None:
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
@@ -238,8 +254,8 @@ class SqliteStore:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 self._loop.call_soon_threadsafe(self._commit_on_loop)
 
-    def _transaction(self, conn: sqlite3.Connection, batch: list[_Job],
-                     on_loop: bool) -> list[tuple[BaseException | None, Any]] | None:
+    def _transaction(self, conn: sqlite3.Connection, batch: list[_Job], on_loop: bool,
+                     commit: bool = True) -> list[tuple[BaseException | None, Any]] | None:
         """Run ``batch`` in one transaction, each job in its own savepoint; answers each job's
         outcome. ``on_loop``, it does not wait for the write lock: it answers ``None`` at once,
         having done nothing, when another process holds it. The caller holds ``_writing``.
@@ -248,15 +264,16 @@ class SqliteStore:
         event loop's included (a few milliseconds, with ids that append to their indexes). Leaving
         checkpoints to the writer thread measured worse: each of its steps waits for the
         interpreter lock that a busy loop holds, and the loop's commits wait for it meanwhile
-        (listSecrets p99 at 8 connections 13-15 ms against 7 ms)."""
+        (listSecrets p99 at 8 connections 13-15 ms against 7 ms).
+
+        Without ``commit`` the transaction is left open when it has something to commit (the
+        caller hands its COMMIT to the committer thread: see _commit_on_loop)."""
         outcomes: list[tuple[BaseException | None, Any]] = []
         try:
             # A batch of only secret-read and refusal records commits without fsync (it is still
             # committed before anyone is answered, so a process crash loses none of it); any batch
             # with a change in it is fsynced, which also makes every earlier commit durable.
             sync = "FULL" if any(job.durable for job in batch) else "NORMAL"
-            if sync == "FULL":
-                self._changes += 1  # may change keys: see _written_cache
             wanted = (sync, 0 if on_loop else BUSY_TIMEOUT_MS)
             if wanted != self._settings:
                 for name, value, now in zip(("synchronous", "busy_timeout"), wanted, self._settings, strict=True):
@@ -269,53 +286,123 @@ class SqliteStore:
                 if on_loop and getattr(exc, "sqlite_errorcode", 0) & 0xFF == 5:  # SQLITE_BUSY
                     return None
                 raise
-            # A job alone needs no savepoint: if it fails, the whole transaction is undone.
-            alone = len(batch) == 1
-            rolled_back = False
-            for job in batch:
-                savepoint = not alone and not job.one_statement
-                if savepoint:
-                    conn.execute("SAVEPOINT job")
-                try:
-                    result = job.fn(conn)
-                except BaseException as exc:  # delivered to the waiting request, never swallowed
-                    if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
-                        raise  # SQLite rolled the whole transaction back (full disk, I/O): every job failed
-                    if alone:
-                        conn.execute("ROLLBACK")
-                        rolled_back = True
-                    elif savepoint:
-                        conn.execute("ROLLBACK TO job")
-                        conn.execute("RELEASE job")
-                    if isinstance(exc, sqlite3.Error):
-                        log.error("write failed: %s: %s", type(exc).__name__, exc)
-                        exc = _storage_error(exc)
-                    outcomes.append((exc, None))
-                else:
-                    if savepoint:
-                        conn.execute("RELEASE job")
-                    outcomes.append((None, result))
-            if not rolled_back:
+            self._check_written(conn)
+            outcomes, rolled_back = self._run_jobs(conn, batch)
+            if not rolled_back and commit:
                 conn.execute("COMMIT")
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("committed %d write(s) in one transaction", len(batch))
         except sqlite3.Error as exc:
-            log.error("write transaction failed: %s", type(exc).__name__ + ": " + str(exc))
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            failure = _storage_error(exc)
-            outcomes = [(failure, None)] * len(batch)
+            outcomes = self._rolled_back(conn, batch, exc)
         return outcomes
 
+    def _run_jobs(self, conn: sqlite3.Connection,
+                  batch: list[_Job]) -> tuple[list[tuple[BaseException | None, Any]], bool]:
+        """Each job of a begun transaction in its own savepoint: the outcomes, and whether the
+        transaction was rolled back (a job alone that failed)."""
+        outcomes: list[tuple[BaseException | None, Any]] = []
+        # A job alone needs no savepoint: if it fails, the whole transaction is undone.
+        alone = len(batch) == 1
+        rolled_back = False
+        for job in batch:
+            savepoint = not alone and not job.one_statement
+            if savepoint:
+                conn.execute("SAVEPOINT job")
+            forgets = job.durable and not job.keeps_written
+            if forgets:
+                self._written.clear()
+            try:
+                result = job.fn(conn)
+            except BaseException as exc:  # delivered to the waiting request, never swallowed
+                if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
+                    raise  # SQLite rolled the whole transaction back (full disk, I/O): every job failed
+                if alone:
+                    conn.execute("ROLLBACK")
+                    rolled_back = True
+                elif savepoint:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                if isinstance(exc, sqlite3.Error):
+                    log.error("write failed: %s: %s", type(exc).__name__, exc)
+                    exc = _storage_error(exc)
+                outcomes.append((exc, None))
+            else:
+                if savepoint:
+                    conn.execute("RELEASE job")
+                outcomes.append((None, result))
+            finally:
+                if forgets:
+                    self._written.clear()
+        return outcomes, rolled_back
+
+    def _rolled_back(self, conn: sqlite3.Connection, batch: list[_Job],
+                     exc: sqlite3.Error) -> list[tuple[BaseException | None, Any]]:
+        """Every job of a transaction that failed as a whole fails with it."""
+        log.error("write transaction failed: %s", type(exc).__name__ + ": " + str(exc))
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        self._written.clear()  # it may hold states this transaction wrote
+        failure = _storage_error(exc)
+        return [(failure, None)] * len(batch)
+
+    def _check_written(self, conn: sqlite3.Connection) -> None:
+        """Keep :attr:`_written` only while no other connection committed since it was filled.
+
+        Called inside a write transaction (so nobody else can commit until it ends). Our own
+        commits do not move this connection's ``data_version``; of our own writes, only those
+        marked ``keeps_written`` may change keys, and they store what they wrote (any other
+        durable job empties the cache around itself). So an entry is exactly the stored state:
+        a rotation needs neither to read nor to decrypt the configuration it changes, nor to read
+        it back afterwards."""
+        version = _data_version(conn)
+        if version != self._written_version:
+            self._written.clear()
+            self._written_version = version
+
+    def _run_committer(self, conn: sqlite3.Connection) -> None:
+        """COMMIT the transactions the event loop ran, here, where waiting for the disk blocks no
+        one: the loop goes on serving requests (and gathering the next group) meanwhile.
+
+        With ``synchronous=FULL`` SQLite syncs the log before it publishes the commit in the
+        shared index, so no other connection or process can read a rotation that is not on disk;
+        the jobs are answered only after that. The loop's ``_writing`` is released here."""
+        while True:
+            item = self._commits.get()
+            if item is None:
+                return
+            batch, outcomes = item
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                outcomes = self._rolled_back(conn, batch, exc)
+            finally:
+                self._writing.release()
+            loop = batch[0].loop
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(self._committed, batch, outcomes)
+
+    def _committed(self, batch: list[_Job], outcomes: list[tuple[BaseException | None, Any]]) -> None:
+        # The next group first: its fsync then overlaps with answering this one.
+        if self._on_loop:
+            self._commit_on_loop()
+        for job, (error, result) in zip(batch, outcomes, strict=True):
+            _deliver(job.future, error, result)
+
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True,
-                     one_statement: bool = False, off_loop: bool = False) -> T:
+                     one_statement: bool = False, off_loop: bool = False, keeps_written: bool = False) -> T:
         """``fn`` run in a write transaction; answered after its commit. Not cancelled with the
-        caller: a queued job runs anyway and its outcome is dropped."""
+        caller: a queued job runs anyway and its outcome is dropped.
+
+        Short jobs run on the event loop (see _commit_on_loop): those that need no fsync, and the
+        changes to access configurations (``keeps_written``: a rotation's statements take tens of
+        microseconds, while a writer thread would take the interpreter lock back from the busy
+        loop before each of them). Others (re-encryption batches, migrations of data) keep to the
+        writer thread, where a long job stops no request."""
         if self._thread is None:
             raise ServiceUnavailable("The store is not open.")
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop, durable, one_statement)
-        if durable or loop is not self._loop or off_loop:
+        job = _Job(fn, loop, durable, one_statement, keeps_written)
+        if (durable and not keeps_written) or loop is not self._loop or off_loop:
             self._queue.put(job)
         else:
             self._on_loop.append(job)
@@ -326,7 +413,10 @@ class SqliteStore:
         return result
 
     def _commit_on_loop(self) -> None:
-        """Commit the no-fsync writes gathered during one loop iteration, here, in one transaction.
+        """Run the writes gathered during one loop iteration, here, in one transaction (group
+        commit): those that need no fsync are committed here too; a transaction with a change in
+        it goes to the committer thread for its COMMIT (the fsync), holding ``_writing`` until
+        that is done, and the next group waits for it.
 
         While the writer thread is writing they wait for it to call back (waiting here would stop
         the event loop); when another process holds the write lock they go to the writer thread,
@@ -343,11 +433,20 @@ class SqliteStore:
         self._on_loop = []
         outcomes: list[tuple[BaseException | None, Any]] | None = [
             (ServiceUnavailable("The store is not open."), None)] * len(batch)
+        handed = False
         try:
-            if self._conn is not None:  # not closed since these were accepted
-                outcomes = self._transaction(self._conn, batch, on_loop=True)
+            conn = self._conn
+            if conn is not None and self._committer is not None:  # not closed since these were accepted
+                durable = any(job.durable for job in batch)
+                outcomes = self._transaction(conn, batch, on_loop=True, commit=not durable)
+                if outcomes is not None and conn.in_transaction:
+                    self._commits.put((batch, outcomes))
+                    handed = True
         finally:
-            self._writing.release()
+            if not handed:
+                self._writing.release()
+        if handed:
+            return
         if outcomes is None:
             self._on_loop = batch + self._on_loop
             self._hand_over()
@@ -749,29 +848,27 @@ class SqliteStore:
         key: CacheKey = (*ref.key, name.value)
 
         def tx(conn: sqlite3.Connection) -> Secrets | None:
-            found = self._written_cache(conn).get(key, float("inf"))
+            found = self._current(conn, key, ref, name)
             if found is None:
-                row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
-                if row is None:
-                    return None
-                found = self._secrets(row)
-                self._written.put(self._written.ticket(key), found)
+                return None
             _insert_audit(conn, audit)
-            return found
+            return found.secrets
 
         return await self._write(tx, durable=False, one_statement=True)
 
-    def _written_cache(self, conn: sqlite3.Connection) -> KeyCache:
-        """Keys as the write connection last read them, inside a write transaction; the caller
-        holds ``_writing``. Valid while the connection's data_version stands still (no other
-        process committed) and no transaction that may have changed a key ran here (only
-        ``durable`` jobs change keys; records of reads do not), so our own records of reads, which
-        empty the reader's cache, leave this one warm."""
-        stamp = (_data_version(conn), self._changes)
-        if stamp != self._written_stamp:
-            self._written.clear()
-            self._written_stamp = stamp
-        return self._written
+    def _current(self, conn: sqlite3.Connection, key: CacheKey, ref: ServiceRef,
+                 name: AccessName) -> _Current | None:
+        """A configuration and its keys as stored, inside a write transaction (the caller holds
+        ``_writing``): from :attr:`_written` (see _check_written), else read and kept there. Our
+        own records of reads, which empty the reader's caches, leave this one warm."""
+        found = self._written.get(key, float("inf"))
+        if found is None:
+            row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
+            if row is None:
+                return None
+            found = _Current(self._secrets(row), row[15])
+            self._written.put(self._written.ticket(key), found)
+        return found
 
     async def get_secrets_cached(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
         self._unchanged()
@@ -795,11 +892,13 @@ class SqliteStore:
         self, ref: ServiceRef, name: AccessName, decide: Callable[[Secrets], AccessChange],
         *, idempotency: IdempotencyClaim | None = None,
     ) -> AccessConfig:
+        key: CacheKey = (*ref.key, name.value)
+
         def tx(conn: sqlite3.Connection) -> AccessConfig:
-            row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
-            if row is None:
+            stored = self._current(conn, key, ref, name)
+            if stored is None:
                 raise NotFound(f"The service '{ref.name}' was not found.")
-            service_id = row[15]
+            service_id = stored.service_id
             if idempotency is not None:
                 used = conn.execute(idem.SELECT, idem.key_args(idempotency)).fetchone()
                 if used is not None and idem.is_live(used, idempotency):
@@ -807,7 +906,7 @@ class SqliteStore:
                     raise idem.replay(used, version_exists=exists)
                 if used is not None:
                     conn.execute(idem.DELETE, idem.key_args(idempotency))
-            current = self._secrets(row)
+            current = stored.secrets
             change = decide(current)
             version_ids = {KeySlot.PRIMARY: current.config.primary_version_id,
                            KeySlot.SECONDARY: current.config.secondary_version_id}
@@ -830,10 +929,21 @@ class SqliteStore:
             if idempotency is not None:
                 conn.execute(idem.INSERT, idem.insert_args(idempotency, current, change))
                 conn.execute(idem.PURGE, idem.purge_args(idempotency))
-            fresh = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
-            return _config(fresh)
+            # What was just written, without reading it back: the last step, so a failure above
+            # leaves the cache as it was (and a transaction that fails as a whole empties it).
+            changed = applied(current, change)
+            self._written.put(self._written.ticket(key), _Current(changed, service_id))
+            return changed.config
 
-        return await self._write(tx)
+        return await self._write(tx, keeps_written=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    """A configuration's stored state, as the write connection knows it."""
+
+    secrets: Secrets
+    service_id: str
 
 
 def _create_private(path: Path) -> None:
