@@ -884,21 +884,37 @@ def pending(conn: sqlite3.Connection) -> list[int]:
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:
-    """Apply pending migrations; answers the versions applied."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    """Apply pending migrations; answers the versions applied.
+
+    A new database gets its whole schema in one transaction: one commit, so one fsync instead of
+    one per migration (a first start makes a new database), and a crash leaves either no schema
+    or all of it. On an existing database each pending migration is its own transaction, as it
+    always was, so a long upgrade keeps what it finished."""
+    conn.execute("BEGIN IMMEDIATE")  # decided under the lock: replicas may start together
+    try:
+        fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                             "AND name = 'schema_migrations'").fetchone() is None
+        everything = migrations.load()
+        if fresh:
+            conn.execute(_SCHEMA_MIGRATIONS)
+            for migration in everything:
+                _apply(conn, migration)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if fresh:
+        for migration in everything:
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+        return [migration.version for migration in everything]
     applied = []
-    for migration in migrations.load():
+    for migration in everything:
         conn.execute("BEGIN IMMEDIATE")  # re-checked under the lock: replicas may start together
         try:
             if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
                 conn.execute("COMMIT")
                 continue
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                (migration.version, ts(_dt.datetime.now(_dt.UTC))),
-            )
+            _apply(conn, migration)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -906,3 +922,13 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)
     return applied
+
+
+_SCHEMA_MIGRATIONS = "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+
+
+def _apply(conn: sqlite3.Connection, migration: migrations.Migration) -> None:
+    for statement in migration.statements:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                 (migration.version, ts(_dt.datetime.now(_dt.UTC))))
