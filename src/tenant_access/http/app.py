@@ -8,6 +8,7 @@ reach a client, because every answer is built by the active wire format.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -149,7 +150,9 @@ class App:
             self.usage.start()
             self.scheduler.start()
             self.deliverer.start()
-            self.auth.warm()
+            # Off the path to the first answer (see Authenticator.warm); a daemon, so that a stop
+            # right after the start never waits for it.
+            threading.Thread(target=self.auth.warm, name="tenant-access-warm-up", daemon=True).start()
             if self.on_started is not None:
                 self.on_started()
 
