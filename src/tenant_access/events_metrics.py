@@ -10,18 +10,23 @@ seconds, so every replica reports the same shared backlog.
 from __future__ import annotations
 
 from collections.abc import Iterator
-
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING
 
 from tenant_access.delivery import Deliverer
 
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
-class EventsCollector(Collector):
+
+class EventsCollector:
+    """Registered at start, collected at a scrape (prometheus-client is loaded only then)."""
+
     def __init__(self, deliverer: Deliverer) -> None:
         self.deliverer = deliverer
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
         counts = self.deliverer.counts
         total = CounterMetricFamily("tenant_access_event_deliveries",
                                     "Event delivery attempts by outcome (delivered, retried, dead_lettered), this "

@@ -115,10 +115,10 @@ class App:
         from tenant_access.scheduler import Scheduler, SchedulerCollector
 
         self.scheduler = Scheduler(self.use_cases, self.clock, enabled=settings.scheduler)
-        self.metrics.registry.register(SchedulerCollector(self.scheduler))
+        self.metrics.register(SchedulerCollector(self.scheduler))
         from tenant_access.usage import UsageCollector
 
-        self.metrics.registry.register(UsageCollector(self.usage))
+        self.metrics.register(UsageCollector(self.usage))
         self.auth.on_failure = self.metrics.auth_failure
         from tenant_access.audit_trail import RetentionTask
         from tenant_access.refusals import RefusalSummaries
@@ -137,7 +137,7 @@ class App:
         self.use_cases.event_policy = self.deliverer.policy
         from tenant_access.events_metrics import EventsCollector
 
-        self.metrics.registry.register(EventsCollector(self.deliverer))
+        self.metrics.register(EventsCollector(self.deliverer))
         if settings.emulator_controls_enabled:
             self.deliverer.policy.own_sink = self.public_url + "/_emulator/sink/"
 
