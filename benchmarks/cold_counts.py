@@ -31,7 +31,8 @@ from pathlib import Path
 from benchmarks.run import ROOT, _free_port
 
 #: A fixed hash seed: string hashing (and so dict and set layout) moves the counts by a few per cent.
-ENV = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"}
+ENV = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0",
+       **{name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ}}
 SYNCS = ("fsync", "fdatasync", "sync_file_range", "syncfs", "sync")
 
 
