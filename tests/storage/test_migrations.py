@@ -1,11 +1,18 @@
 """How migrations are applied, on both stores: a new database gets its whole schema in one
 transaction (one commit, so one fsync at a first start), an existing one each pending migration in
-a transaction of its own; a failure leaves a database that the next start migrates."""
+a transaction of its own; a failure leaves a database that the next start migrates. A new SQLite
+file is built beside its name and linked into place whole."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +132,79 @@ def test_a_failure_on_an_existing_database_keeps_the_migrations_before_it(target
             target.migrate()
     assert target.versions() == [m.version for m in everything]
     assert "late_table" not in target.tables()
+
+
+# -- a new SQLite database: built beside its name, then linked into place -------------------------
+
+def _store(path: Path) -> sqlite.SqliteStore:
+    from tenant_access.security.encryption import Keyring, MasterKey
+
+    return sqlite.SqliteStore(path, Keyring(MasterKey(bytes(32))))
+
+
+def _open_and_close(path: Path) -> None:
+    async def run() -> None:
+        store = _store(path)
+        await store.open()
+        await store.close()
+
+    asyncio.run(run())
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(done.stdout)
+
+
+def test_a_new_sqlite_database_appears_whole_private_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "tenant-access.db"
+    _open_and_close(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == [m.version for m in migrations.load()]
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
+    assert sorted(p.name for p in path.parent.iterdir() if "building" in p.name) == []
+
+
+def test_a_crashed_build_leaves_no_database_and_its_file_is_removed_by_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "tenant-access.db"
+    crashed = tmp_path / f".tenant-access.db.{_dead_pid()}.0badf00d.building"
+    crashed.write_bytes(b"half a schema")
+    running = tmp_path / f".tenant-access.db.{os.getppid()}.0000beef.building"  # a build still going on
+    running.write_bytes(b"")
+    _open_and_close(path)
+    assert not crashed.exists()
+    assert running.exists()
+    assert path.exists()
+
+
+def test_servers_creating_the_same_database_together_share_one(tmp_path: Path) -> None:
+    path = tmp_path / "tenant-access.db"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: _open_and_close(path), range(4)))
+    conn = sqlite3.connect(path)
+    try:
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == \
+            [m.version for m in migrations.load()]
+    finally:
+        conn.close()
+    assert [p.name for p in tmp_path.iterdir() if "building" in p.name] == []
+
+
+def test_an_empty_file_made_by_an_older_version_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "tenant-access.db"
+    path.touch(mode=0o600)
+    inode = path.stat().st_ino
+    _open_and_close(path)
+    assert path.stat().st_ino == inode
+    conn = sqlite3.connect(path)
+    try:
+        assert len(conn.execute("SELECT version FROM schema_migrations").fetchall()) == len(migrations.load())
+    finally:
+        conn.close()

@@ -168,6 +168,8 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.migrate and not self.path.exists():
+            _build_new(self.path)
         _create_private(self.path)
         writer = _connect(self.path)
         try:
@@ -817,6 +819,77 @@ class SqliteStore:
             return _config(fresh)
 
         return await self._write(tx)
+
+
+def _build_new(path: Path) -> None:
+    """A new database is built whole beside its name, then linked into place. Its schema is
+    written with no fsync at all, then made durable by one fsync of the file and one of the
+    directory, where building it in place costs six (a rollback journal's four to switch the new
+    file to WAL, then the log and the directory for the schema's commit). It appears complete or
+    not at all: a crash leaves no database (the next start builds again) and, at most, the build's
+    file, which a later build removes (:func:`_remove_stale_builds`).
+
+    Servers starting together each build; the first link wins (``os.link`` never replaces a
+    file), and the others drop their copy and open the winner's, as they would a file made by an
+    older version in place (which an existing file, even an empty one, always is).
+    """
+    _remove_stale_builds(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_BUILDING}")
+    _create_private(tmp)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            # Nothing here needs to survive a crash until the fsync below: no journal on disk, no syncs.
+            conn.execute("PRAGMA journal_mode=MEMORY")
+            conn.execute("PRAGMA synchronous=OFF")
+            migrate(conn)
+            conn.execute("PRAGMA journal_mode=WAL")  # recorded in the file: every later opening finds WAL
+        finally:
+            conn.close()
+        _fsync(tmp)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync(path.parent)  # the link (and the build file's removal) survive a power loss
+
+
+_BUILDING = ".building"
+
+
+def _remove_stale_builds(path: Path) -> None:
+    """Build files (:func:`_build_new`) of processes that no longer run: a crash left them."""
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path.parent):
+            if not (name.startswith(prefix) and name.endswith(_BUILDING)):
+                continue
+            pid = name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+                for leftover in (name, name + "-journal", name + "-wal", name + "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (path.parent / leftover).unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _create_private(path: Path) -> None:
