@@ -143,6 +143,11 @@ class App:
 
     async def startup(self) -> None:
         if not self._opened:
+            # Beside the opening of the store rather than before the first answer (see
+            # Authenticator.warm): its imports run while this thread waits for fsyncs and SQLite,
+            # which work without the interpreter lock. A daemon: a stop right after the start never
+            # waits for it.
+            threading.Thread(target=self.auth.warm, name="tenant-access-warm-up", daemon=True).start()
             await self.store.open()
             self._opened = True
             self.refusals.start()
@@ -150,9 +155,6 @@ class App:
             self.usage.start()
             self.scheduler.start()
             self.deliverer.start()
-            # Off the path to the first answer (see Authenticator.warm); a daemon, so that a stop
-            # right after the start never waits for it.
-            threading.Thread(target=self.auth.warm, name="tenant-access-warm-up", daemon=True).start()
             if self.on_started is not None:
                 self.on_started()
 
