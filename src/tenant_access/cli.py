@@ -11,11 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from tenant_access import __version__
-from tenant_access.cli_audit import COMMANDS as AUDIT_STORE_COMMANDS
-from tenant_access.cli_azure import azure_cli
-from tenant_access.cli_client import COMMANDS as CLIENT_COMMANDS
-from tenant_access.cli_client import audit as audit_group
-from tenant_access.cli_help import HelpGroup, ServeCommand
+from tenant_access.cli_help import LazyGroup, ServeCommand, lazy
 from tenant_access.cli_store import store_options
 from tenant_access.config import API_STYLES, AUTH_MODES, LOG_FORMATS, METRICS_ACCESS, Settings
 
@@ -25,7 +21,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-@click.group(cls=HelpGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tenant-access")
 def main() -> None:
     """A self-hostable Azure API Management tenant access API: access configurations and key rotation."""
@@ -262,7 +258,7 @@ def sas(key: str | None, key_file: object, uid: str, expires_in: int, expiry: ob
     click.echo(sas_tokens.make_sas(uid, key, when, short=short))
 
 
-@main.group()
+@main.group(cls=LazyGroup)
 def principals() -> None:
     """Service principals that sign in at the token endpoint (client id + secret)."""
 
@@ -416,18 +412,28 @@ def _note(line: str) -> None:
     sys.stderr.flush()
 
 
-from tenant_access.cli_identity import PRINCIPAL_COMMANDS, signing_key  # noqa: E402 - after the groups it extends
+def _audit_group() -> click.Command:
+    """``audit list`` asks a server; ``audit export`` and ``audit prune`` open the store itself."""
+    from tenant_access.cli_audit import COMMANDS as STORE_COMMANDS
+    from tenant_access.cli_client import audit
 
-for _principal_command in PRINCIPAL_COMMANDS:  # list, show, disable, enable, delete, rotate-secret
-    principals.add_command(_principal_command)
-main.add_command(signing_key)
+    for command in STORE_COMMANDS:
+        audit.add_command(command)
+    return audit
 
-main.add_command(azure_cli)
-for _command in CLIENT_COMMANDS:  # services, access, keys, audit, emulator: the API over HTTP
-    main.add_command(_command)
-for _command in AUDIT_STORE_COMMANDS:  # audit export, audit prune: the store itself, like db upgrade
-    audit_group.add_command(_command)
 
-from tenant_access.cli_events import events_group  # noqa: E402 - after the groups it joins
-
-main.add_command(events_group)
+# The commands of other modules, imported when named (see LazyGroup): the API over HTTP, the
+# store's audit export and prune, the signing key, events, and the Azure CLI wrapper.
+main.lazy.update({
+    "services": lazy("cli_client", "services"),
+    "access": lazy("cli_client", "access"),
+    "keys": lazy("cli_client", "keys"),
+    "emulator": lazy("cli_client", "emulator"),
+    "audit": _audit_group,
+    "signing-key": lazy("cli_identity", "signing_key"),
+    "events": lazy("cli_events", "events_group"),
+    "azure-cli": lazy("cli_azure", "azure_cli"),
+})
+assert isinstance(principals, LazyGroup)
+principals.lazy.update({name: lazy("cli_identity", f"principals_{name.replace('-', '_')}")
+                        for name in ("list", "show", "disable", "enable", "delete", "rotate-secret")})

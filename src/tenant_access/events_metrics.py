@@ -16,10 +16,7 @@ refreshed by the worker every few seconds, so every replica reports the same sha
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Final
-
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Final
 
 from tenant_access.delivery import Deliverer
 from tenant_access.domain.event_subscriptions import metrics_label
@@ -37,11 +34,19 @@ def labeller(keys: Iterable[str], limit: int = MAX_LABELLED) -> dict[str, str]:
     return {key: label if label in kept else OTHER for key, label in labels.items()}
 
 
-class EventsCollector(Collector):
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+
+class EventsCollector:
+    """Registered at start, collected at a scrape (prometheus-client is loaded only then)."""
+
     def __init__(self, deliverer: Deliverer) -> None:
         self.deliverer = deliverer
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
         counts = self.deliverer.counts
         stats = list(self.deliverer.stats)
         tables = (("delivered", dict(counts.delivered)), ("retried", dict(counts.retried)),

@@ -10,26 +10,32 @@ The request path pays for one dictionary lookup, three additions and a ``bisect`
 microsecond): the per-request counter and histogram are plain numbers in lists, made cumulative
 only when scraped, instead of prometheus-client's locked values. That is safe because every request
 is counted on the event loop's one thread; the rare events (rotations, refusals, database errors)
-use prometheus-client's own thread-safe counters.
+are counted under a lock.
+
+prometheus-client itself (and the registry) is loaded at the first scrape, not at start: its
+import pulls in ``http.server`` and ``email``, a noticeable share of the time to a first answer.
 """
 
 from __future__ import annotations
 
+import threading
 import types
 from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
-from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenant_access import __version__
 
-# The "_created" timestamp series double the series count and no dashboard here uses them.
-disable_created_metrics()  # type: ignore[no-untyped-call]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
+
+class Collector(Protocol):
+    """What a registry asks of a collector (prometheus-client's own base class is not needed)."""
+
+    def collect(self) -> Iterator[Metric]: ...
 
 #: The classic text format, which every scraper reads (Prometheus 2 and 3, VictoriaMetrics, agents); our
 #: names need none of the newer format's escaping, so the body is the same either way.
@@ -106,7 +112,7 @@ def auth_scheme(header: str | None) -> str:
     return "other"
 
 
-class RequestCollector(Collector):
+class RequestCollector:
     """``tenant_access_requests_total`` and ``tenant_access_request_duration_seconds``, kept as one
     row of plain numbers per (operation, status): count, sum, then one slot per bucket (not yet
     cumulative) and a last one for observations above every bound."""
@@ -125,6 +131,8 @@ class RequestCollector(Collector):
         row[2 + bisect_left(self.bounds, seconds)] += 1  # the first bucket whose bound is >= seconds
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+
         labels = ["operation", "status"]
         requests = CounterMetricFamily("tenant_access_requests", "HTTP requests answered, by operation and status "
                                        "code.", labels=labels)
@@ -140,43 +148,105 @@ class RequestCollector(Collector):
         yield latency
 
 
+class _Tally:
+    """Counts by label values, in the order first seen (as prometheus-client's counters list them)."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.counts: dict[tuple[str, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def touch(self, *values: str) -> None:
+        """A series that exists at zero, so rate() and alerts see it before the first event."""
+        with self._lock:
+            self.counts.setdefault(values, 0.0)
+
+    def inc(self, *values: str) -> None:
+        with self._lock:
+            self.counts[values] = self.counts.get(values, 0.0) + 1
+
+    def family(self) -> Metric:
+        from prometheus_client.metrics_core import CounterMetricFamily
+
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        with self._lock:
+            rows = list(self.counts.items())
+        for values, count in rows:
+            family.add_metric(values, count)
+        return family
+
+
+class _RareEvents:
+    """Rotations, refused credentials, database errors and the build's labels."""
+
+    def __init__(self, api_style: str, auth: str) -> None:
+        self.build = (__version__, api_style, auth)
+        self.rotations = _Tally("tenant_access_key_rotations",
+                                "Keys regenerated, by access configuration (access, gitAccess) and slot.",
+                                ("configuration", "slot"))
+        self.auth_failures = _Tally("tenant_access_authentication_failures",
+                                    "Refused credentials (401) and throttled addresses (429), by the scheme "
+                                    "presented and a reason class.", ("scheme", "reason"))
+        self.db_errors = _Tally("tenant_access_database_errors",
+                                "Requests that failed in the store: unavailable (503, retryable) or failed (500).",
+                                ("kind",))
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
+        yield self.rotations.family()
+        yield self.auth_failures.family()
+        yield self.db_errors.family()
+        info = GaugeMetricFamily("tenant_access_build_info", "Always 1; the labels say what is running.",
+                                 labels=("version", "api_style", "auth"))
+        info.add_metric(self.build, 1)
+        yield info
+
+
 class Metrics:
     """The instruments of one :class:`~tenant_access.http.app.App`, in a registry of its own so that
-    several apps in one process (tests) never share or clash."""
+    several apps in one process (tests) never share or clash. The registry is made at the first
+    scrape (:meth:`exposition`), with every collector :meth:`register` was given by then."""
 
     def __init__(self, *, api_style: str = "seed", auth: str = "strict") -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
         self.requests = RequestCollector()
-        r.register(self.requests)
-        self.rotations = Counter("tenant_access_key_rotations",
-                                 "Keys regenerated, by access configuration (access, gitAccess) and slot.",
-                                 ("configuration", "slot"), registry=r)
-        self.auth_failures = Counter("tenant_access_authentication_failures",
-                                     "Refused credentials (401) and throttled addresses (429), by the scheme "
-                                     "presented and a reason class.", ("scheme", "reason"), registry=r)
-        self.db_errors = Counter("tenant_access_database_errors",
-                                 "Requests that failed in the store: unavailable (503, retryable) or failed (500).",
-                                 ("kind",), registry=r)
-        info = Gauge("tenant_access_build_info", "Always 1; the labels say what is running.",
-                     ("version", "api_style", "auth"), registry=r)
-        info.labels(__version__, api_style, auth).set(1)
+        self._rare = _RareEvents(api_style, auth)
+        self._collectors: list[Collector] = []
+        self._registry: CollectorRegistry | None = None
         # Series that should exist at zero from the start, so rate() and alerts see them before the first event.
-        #: The children bound once: ``labels()`` costs a rotation more than its increment.
-        self._rotation_counters = {(configuration, slot): self.rotations.labels(configuration, slot)
-                                   for configuration in CONFIGURATIONS for slot in SLOTS}
+        for configuration in CONFIGURATIONS:
+            for slot in SLOTS:
+                self._rare.rotations.touch(configuration, slot)
         for kind in DB_ERROR_KINDS:
-            self.db_errors.labels(kind)
-        self._process_collectors()
+            self._rare.db_errors.touch(kind)
         # The hot path, bound once: a method lookup per request is measurable at this scale.
         self.observe = self.requests.observe
 
-    def _process_collectors(self) -> None:
-        """CPU, memory, open files and the Python version, as the default registry would have them."""
-        from prometheus_client import PlatformCollector, ProcessCollector
+    def register(self, collector: Collector) -> None:
+        """Another part's series (the scheduler's, key usage, event delivery), scraped after ours."""
+        if self._registry is not None:
+            self._registry.register(collector)
+        else:
+            self._collectors.append(collector)
 
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
+    @property
+    def registry(self) -> CollectorRegistry:
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
+            registry = CollectorRegistry(auto_describe=True)
+            registry.register(self.requests)
+            registry.register(self._rare)
+            # CPU, memory, open files and the Python version, as the default registry would have them.
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            for collector in self._collectors:
+                registry.register(collector)
+            self._collectors.clear()
+            self._registry = registry
+        return self._registry
 
     def handled(self, kind: str, value: Any) -> None:
         """A handler's result (an :class:`~tenant_access.http.context.Outcome`'s kind and value):
@@ -185,22 +255,23 @@ class Metrics:
             self.rotation(value.config.name.value, value.version.slot.value)
 
     def rotation(self, configuration: str, slot: str) -> None:
-        counter = self._rotation_counters.get((configuration, slot))
-        if counter is not None:
-            counter.inc()
+        if configuration in CONFIGURATIONS and slot in SLOTS:
+            self._rare.rotations.inc(configuration, slot)
 
     def auth_failure(self, header: str | None, reason: str) -> None:
         """``reason`` is free text (an InvalidCredential's) or ``throttled``; only its class is kept."""
         name = "throttled" if reason == "throttled" else auth_reason(reason)
-        self.auth_failures.labels(auth_scheme(header), name).inc()
+        self._rare.auth_failures.inc(auth_scheme(header), name)
 
     def failure(self, exc: BaseException, status: int) -> None:
         """Count a 5xx answer as a database error when the store raised it (any adapter: the test is
         where the exception passed through, not its class, so a new backend needs no change here)."""
         if status >= 500 and _from_storage(exc):
-            self.db_errors.labels("unavailable" if status == 503 else "failed").inc()
+            self._rare.db_errors.inc("unavailable" if status == 503 else "failed")
 
     def exposition(self) -> bytes:
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(self.registry)
 
 

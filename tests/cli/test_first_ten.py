@@ -156,9 +156,31 @@ def test_sigterm_stops_fast_with_an_idle_tls_client_and_says_so(tmp_path: Path) 
     assert any("stopping" in line for line in server.output[before:]), server.output[before:]
 
 
+def test_serve_imports_no_other_commands_module() -> None:
+    """Start-up time is a product figure: ``tenant-access serve`` loads the modules of the other
+    commands (the API client, the Azure CLI wrapper, events, identities, audit export) only when
+    one of them is named. In a new interpreter, since this one has imported them already."""
+    probe = ("import sys, click\n"
+             "from tenant_access.cli import main\n"
+             "ctx = click.Context(main)\n"
+             "assert main.get_command(ctx, 'serve') is not None\n"
+             "print(sorted(m for m in sys.modules if m.startswith('tenant_access.cli_')))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "['tenant_access.cli_help', 'tenant_access.cli_store']"
+    # ... and every command is still there, found when named.
+    ctx = click.Context(main)
+    assert {"services", "access", "keys", "audit", "emulator", "events", "signing-key", "azure-cli", "serve",
+            "principals"} <= set(main.list_commands(ctx))
+    principals = main.get_command(ctx, "principals")
+    assert isinstance(principals, click.Group)
+    assert principals.list_commands(ctx) == ["create", "delete", "disable", "enable", "list", "rotate-secret",
+                                             "show"]
+
+
 def test_no_group_cuts_a_command_description() -> None:
     """Every group's listing, not only the top level's: `principals --help`, `audit --help`, ..."""
-    groups = [name for name, command in main.commands.items() if isinstance(command, click.Group)]
+    ctx = click.Context(main)
+    groups = [name for name in main.list_commands(ctx) if isinstance(main.get_command(ctx, name), click.Group)]
     assert {"audit", "principals", "master-key", "keys", "signing-key"} <= set(groups)
     for name in groups:
         listing = _help(name).split("Commands:", 1)[1]

@@ -8,6 +8,7 @@ reach a client, because every answer is built by the active wire format.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -114,10 +115,10 @@ class App:
         from tenant_access.scheduler import Scheduler, SchedulerCollector
 
         self.scheduler = Scheduler(self.use_cases, self.clock, enabled=settings.scheduler)
-        self.metrics.registry.register(SchedulerCollector(self.scheduler))
+        self.metrics.register(SchedulerCollector(self.scheduler))
         from tenant_access.usage import UsageCollector
 
-        self.metrics.registry.register(UsageCollector(self.usage))
+        self.metrics.register(UsageCollector(self.usage))
         self.auth.on_failure = self.metrics.auth_failure
         from tenant_access.audit_trail import RetentionTask
         from tenant_access.refusals import RefusalSummaries
@@ -138,12 +139,17 @@ class App:
         self.use_cases.delivered = lambda key: counts.get(key, 0)
         from tenant_access.events_metrics import EventsCollector
 
-        self.metrics.registry.register(EventsCollector(self.deliverer))
+        self.metrics.register(EventsCollector(self.deliverer))
         if settings.emulator_controls_enabled:
             self.deliverer.policy.own_sink = self.public_url + "/_emulator/sink/"
 
     async def startup(self) -> None:
         if not self._opened:
+            # Beside the opening of the store rather than before the first answer (see
+            # Authenticator.warm): its imports run while this thread waits for fsyncs and SQLite,
+            # which work without the interpreter lock. A daemon: a stop right after the start never
+            # waits for it.
+            threading.Thread(target=self.auth.warm, name="tenant-access-warm-up", daemon=True).start()
             await self.store.open()
             self._opened = True
             self.refusals.start()
@@ -151,7 +157,6 @@ class App:
             self.usage.start()
             self.scheduler.start()
             self.deliverer.start()
-            self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
 

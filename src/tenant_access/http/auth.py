@@ -94,8 +94,8 @@ class Authenticator:
     _verified: dict[str, Verified] = field(default_factory=dict)
     _signatures: dict[str, _VerifiedSignature] = field(default_factory=dict)
     _decisions: Memo[tuple[Principal, str, bytes], bool] = field(default_factory=lambda: Memo(DECISIONS))
-    #: A token of the server's own signing key, verified once by :meth:`warm` and then dropped.
-    warm_token: str | None = field(default=None, repr=False)
+    #: Makes a token of the server's own signing key, verified once by :meth:`warm` and then dropped.
+    warm_token: Callable[[], str] | None = field(default=None, repr=False)
     #: Told of every refused or throttled credential (the Authorization header, the reason), for metrics.
     on_failure: Callable[[str | None, str], None] | None = None
     #: The server's own signing keys (``None`` with ``--auth none``): the token endpoint signs with them.
@@ -163,8 +163,10 @@ class Authenticator:
 
     def warm(self) -> None:
         """Load what the first request would otherwise load (PyJWT, the HMAC and SAS code paths), so
-        that the first call after start is as fast as any other; costs a few tens of milliseconds
-        of start-up, before the server accepts connections."""
+        that the first call after start is as fast as any other. It costs a few tens of
+        milliseconds, so the server runs it on a thread of its own while it opens the store
+        (:meth:`~tenant_access.http.app.App.startup`): the first answer does not wait for it, and a
+        first bearer token arriving meanwhile waits only for what is left of PyJWT's import."""
         if self.verifier is None:
             return
         import jwt  # noqa: F401
@@ -173,12 +175,12 @@ class Authenticator:
 
         with contextlib.suppress(InvalidCredential):
             self.verifier.verify("e30.e30.e30")
-        if self.warm_token is not None:
+        make, self.warm_token = self.warm_token, None
+        if make is not None:
             # A whole verification (decoding, HMAC, claims) of a short-lived token made for this
             # alone and forgotten at once; nothing is remembered of it.
             with contextlib.suppress(InvalidCredential):
-                self.verifier.verify(self.warm_token)
-            self.warm_token = None
+                self.verifier.verify(make())
 
     async def _bearer(self, token: str, header: str) -> Principal:
         """Verified tokens are remembered (by the whole ``Authorization`` header) until they
@@ -313,7 +315,7 @@ def build(settings: Settings, store: Store) -> Authenticator:
     """The authenticator the settings describe; reads key files once, at start (the server's own
     signing keys are then followed as they rotate)."""
     verifier = None
-    warm_token = None
+    warm_token: Callable[[], str] | None = None
     signing = None
     if settings.auth != "none":
         from tenant_access.security.tokens import issue_token, own_audiences
@@ -327,8 +329,12 @@ def build(settings: Settings, store: Store) -> Authenticator:
             verifier = TokenVerifier.emulator(audiences=audiences, issuers=issuers, default_role=Role.OWNER,
                                               default_scope="/", max_lifetime=settings.max_token_lifetime)
         else:
-            warm_token = issue_token(signing.current(), "warm-up", Role.READER, "/", 60, aud=audiences[0],
-                                     iss=settings.base_url)
+            own, audience = signing, audiences[0]
+
+            def warm_token() -> str:  # made when warming: issuing one imports PyJWT
+                return issue_token(own.current(), "warm-up", Role.READER, "/", 60, aud=audience,
+                                   iss=settings.base_url)
+
             keys = []
             for path in token_key_paths(settings.token_keys):
                 keys += load_jwks(path) if path.suffix.lower() == ".json" else load_pem_keys(path)

@@ -82,11 +82,18 @@ def _answer(asset: Asset, ctx: Context, cache_control: str) -> Response:
 
 
 def routes(app: App) -> list[Route]:
-    assets = load_assets()
+    loaded: list[dict[str, Asset]] = []
+
+    def files() -> dict[str, Asset]:
+        """Read at the console's first request, not at start (where they would delay the first answer)."""
+        if not loaded:
+            loaded.append(load_assets())
+        return loaded[0]
 
     async def page(ctx: Context) -> Outcome:
         """``no-store``: the page is the console's entry point, so an upgrade must show at once, and
         nothing of a session should linger in a shared machine's cache."""
+        assets = files()
         if PAGE not in assets:
             raise NotFound("The console's files are not installed.")
         return Outcome("raw", _answer(assets[PAGE], ctx, "no-store"))
@@ -97,7 +104,7 @@ def routes(app: App) -> list[Route]:
             # "/console/" and "/console/index.html": the page lives at "/console", where its relative
             # asset URLs ("console/app.js") resolve; a relative Location keeps any proxy prefix.
             return Outcome("raw", Response(308, b"", [*SECURITY_HEADERS, ("Location", "../console")], None))
-        found = assets.get(name)
+        found = files().get(name)
         if found is None:
             raise NotFound("No console file has that name.")
         # Revalidated on every use (cheap: a 304 by ETag), so a new version is never mixed with an old one.

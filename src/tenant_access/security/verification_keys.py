@@ -20,12 +20,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from typing import TYPE_CHECKING, Any, Literal
 
 from tenant_access.security.errors import KeyMaterialError
 from tenant_access.security.secret import Secret, plain
+
+if TYPE_CHECKING:  # imported where used: a server with only its own HS256 keys never needs them at start
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 Algorithm = Literal["HS256", "RS256", "ES256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("HS256", "RS256", "ES256")
@@ -67,6 +68,8 @@ def hmac_key(
 
 def public_key(key: object, kid: str | None = None, *, what: str = "key") -> VerificationKey:
     """Pin a public key to its algorithm, refusing weak or unsupported ones."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise KeyMaterialError(
@@ -158,6 +161,8 @@ def _jwk(jwk: Mapping[str, Any], where: str) -> VerificationKey | None:
     expected = "RS256" if kty == "RSA" else "ES256"
     if alg is not None and alg != expected:
         return None  # e.g. an RSA key published for PS256 or RSA-OAEP only
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     try:
         if kty == "RSA":
             numbers: object = rsa.RSAPublicNumbers(_int(jwk, "e"), _int(jwk, "n")).public_key()

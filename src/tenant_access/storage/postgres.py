@@ -1104,27 +1104,43 @@ def pending(conn: psycopg.Connection[Any]) -> list[int]:
 
 def migrate(conn: psycopg.Connection[Any]) -> list[int]:
     """Apply pending migrations, each in its own transaction holding an advisory lock, so replicas
-    starting together apply each migration exactly once (the others wait, then find it applied)."""
+    starting together apply each migration exactly once (the others wait, then find it applied).
+
+    A new database (no ``schema_migrations`` yet) gets its whole schema in one transaction: one
+    commit instead of one per migration, and a crash leaves either no schema or all of it."""
 
     def lock() -> None:
         conn.execute("SET LOCAL lock_timeout = '120s'")
         conn.execute("SET LOCAL statement_timeout = 0")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
 
+    everything = migrations.load()
     with conn.transaction():
         lock()
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                     "applied_at TEXT NOT NULL)")
+        found = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        fresh = not (found and found[0])
+        if fresh:
+            conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for migration in everything:
+                _apply(conn, migration)
+    if fresh:
+        for migration in everything:
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+        return [migration.version for migration in everything]
     applied = []
-    for migration in migrations.load():
+    for migration in everything:
         with conn.transaction():
             lock()
             if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)).fetchone():
                 continue
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
-                         (migration.version, ts(_dt.datetime.now(_dt.UTC))))
+            _apply(conn, migration)
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)
     return applied
+
+
+def _apply(conn: psycopg.Connection[Any], migration: migrations.Migration) -> None:
+    for statement in migration.statements:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
+                 (migration.version, ts(_dt.datetime.now(_dt.UTC))))

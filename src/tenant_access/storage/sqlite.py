@@ -177,6 +177,8 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.migrate and not self.path.exists():
+            _build_new(self.path)
         _create_private(self.path)
         writer = _connect(self.path)
         try:
@@ -946,6 +948,77 @@ class _Current:
     service_id: str
 
 
+def _build_new(path: Path) -> None:
+    """A new database is built whole beside its name, then linked into place. Its schema is
+    written with no fsync at all, then made durable by one fsync of the file and one of the
+    directory, where building it in place costs six (a rollback journal's four to switch the new
+    file to WAL, then the log and the directory for the schema's commit). It appears complete or
+    not at all: a crash leaves no database (the next start builds again) and, at most, the build's
+    file, which a later build removes (:func:`_remove_stale_builds`).
+
+    Servers starting together each build; the first link wins (``os.link`` never replaces a
+    file), and the others drop their copy and open the winner's, as they would a file made by an
+    older version in place (which an existing file, even an empty one, always is).
+    """
+    _remove_stale_builds(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_BUILDING}")
+    _create_private(tmp)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            # Nothing here needs to survive a crash until the fsync below: no journal on disk, no syncs.
+            conn.execute("PRAGMA journal_mode=MEMORY")
+            conn.execute("PRAGMA synchronous=OFF")
+            migrate(conn)
+            conn.execute("PRAGMA journal_mode=WAL")  # recorded in the file: every later opening finds WAL
+        finally:
+            conn.close()
+        _fsync(tmp)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync(path.parent)  # the link (and the build file's removal) survive a power loss
+
+
+_BUILDING = ".building"
+
+
+def _remove_stale_builds(path: Path) -> None:
+    """Build files (:func:`_build_new`) of processes that no longer run: a crash left them."""
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path.parent):
+            if not (name.startswith(prefix) and name.endswith(_BUILDING)):
+                continue
+            pid = name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+                for leftover in (name, name + "-journal", name + "-wal", name + "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (path.parent / leftover).unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _create_private(path: Path) -> None:
     """Create a new database file as 0600 whatever the umask: SQLite gives its -wal and -shm files the
     database file's mode, so all three stay private to the owner."""
@@ -1011,21 +1084,37 @@ def pending(conn: sqlite3.Connection) -> list[int]:
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:
-    """Apply pending migrations; answers the versions applied."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    """Apply pending migrations; answers the versions applied.
+
+    A new database gets its whole schema in one transaction: one commit, so one fsync instead of
+    one per migration (a first start makes a new database), and a crash leaves either no schema
+    or all of it. On an existing database each pending migration is its own transaction, as it
+    always was, so a long upgrade keeps what it finished."""
+    conn.execute("BEGIN IMMEDIATE")  # decided under the lock: replicas may start together
+    try:
+        fresh = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                             "AND name = 'schema_migrations'").fetchone() is None
+        everything = migrations.load()
+        if fresh:
+            conn.execute(_SCHEMA_MIGRATIONS)
+            for migration in everything:
+                _apply(conn, migration)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if fresh:
+        for migration in everything:
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+        return [migration.version for migration in everything]
     applied = []
-    for migration in migrations.load():
+    for migration in everything:
         conn.execute("BEGIN IMMEDIATE")  # re-checked under the lock: replicas may start together
         try:
             if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
                 conn.execute("COMMIT")
                 continue
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                (migration.version, ts(_dt.datetime.now(_dt.UTC))),
-            )
+            _apply(conn, migration)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -1033,3 +1122,13 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)
     return applied
+
+
+_SCHEMA_MIGRATIONS = "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+
+
+def _apply(conn: sqlite3.Connection, migration: migrations.Migration) -> None:
+    for statement in migration.statements:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                 (migration.version, ts(_dt.datetime.now(_dt.UTC))))
