@@ -1,8 +1,9 @@
-"""``tenant-access events dead-letters|redeliver|tail``: the outbox straight from the store.
+"""``tenant-access events dead-letters|redeliver|tail|deliver``: the outbox straight from the store.
 
 They open the store as ``audit export`` does (``--data-dir`` / ``--database-url``), with the server
 running or not. ``redeliver`` puts dead letters back in the queue with a fresh retry schedule; a
-running server sends them within its next round (a second or less).
+running server sends them within its next round (a second or less). ``deliver`` is the delivery
+process ``serve`` runs as its child by default, for running it on its own (``--event-delivery off``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from tenant_access.cli_help import HelpGroup
-from tenant_access.cli_store import store_options
+from tenant_access.cli_store import settings_from, store_options
 from tenant_access.cli_store import with_store as _with_store
 from tenant_access.domain import events as domain_events
 
@@ -80,3 +81,16 @@ def tail(last: int, follow: bool, **options: object) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
         _with_store(options, work)
+
+
+@events_group.command("deliver")
+@store_options
+def deliver(**options: object) -> None:
+    """[store] Send event deliveries from this process until stopped (SIGTERM, Ctrl-C). `serve` runs one
+    as its child by default; run it yourself beside servers started with --event-delivery off. The other
+    event settings come from TENANT_ACCESS_EVENT_* and TENANT_ACCESS_ALLOW_PRIVATE_EVENT_DESTINATIONS."""
+    from tenant_access import delivery_process, server
+
+    settings = settings_from(options)
+    server.configure_logging(settings.log_level, settings.log_format)
+    delivery_process.run_standalone(settings)

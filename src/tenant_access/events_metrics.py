@@ -9,16 +9,29 @@ seconds, so every replica reports the same shared backlog.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as _dt
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tenant_access.delivery import Deliverer
+from tenant_access.delivery import DeliveryCounts
+from tenant_access.storage.outbox import SubscriptionStats
+
+
+class DeliveryFigures(Protocol):
+    """What delivers here: the worker itself, or the server's view of its delivery process."""
+
+    counts: DeliveryCounts
+    stats: list[SubscriptionStats]
+
+    @property
+    def clock(self) -> Callable[[], _dt.datetime]: ...
 
 
 class EventsCollector(Collector):
-    def __init__(self, deliverer: Deliverer) -> None:
+    def __init__(self, deliverer: DeliveryFigures) -> None:
         self.deliverer = deliverer
 
     def collect(self) -> Iterator[Metric]:

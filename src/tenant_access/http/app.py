@@ -32,6 +32,8 @@ from tenant_access.service import TenantAccess
 from tenant_access.storage.base import Store
 
 if TYPE_CHECKING:
+    from tenant_access.delivery import Deliverer
+    from tenant_access.delivery_process import DeliveryChild, NoDelivery
     from tenant_access.http.emulator import Emulator
 
 log = logging.getLogger("tenant_access.http")
@@ -126,19 +128,26 @@ class App:
         self.retention = RetentionTask(store, settings.retention)
 
     def _wire_events(self, settings: Settings, store: Store) -> None:
-        """The outbox's delivery worker, its metrics, and the emulator's own sink as a destination."""
-        from tenant_access.delivery import Deliverer, DeliveryPolicy
+        """Event delivery (in a child process, in this one, or not here: ``--event-delivery``), its
+        metrics, and the emulator's own sink as a destination."""
+        from tenant_access.delivery_process import DeliveryChild, NoDelivery, policy_for
 
-        self.deliverer = Deliverer(store, DeliveryPolicy(
-            retry_window=settings.event_retry_window, backoff_base=settings.event_retry_delay,
-            attempt_timeout=settings.event_attempt_timeout,
-            concurrency=settings.event_concurrency, allow_private=settings.allow_private_event_destinations))
-        self.use_cases.event_policy = self.deliverer.policy
+        policy = policy_for(settings)
+        self.use_cases.event_policy = policy
+        #: The in-process worker (``inline`` only: the tests' in-process server, emulator sink tests).
+        self.deliverer: Deliverer | None = None
+        self.delivery: Deliverer | DeliveryChild | NoDelivery
+        if settings.event_delivery == "inline":
+            from tenant_access.delivery import Deliverer
+
+            self.delivery = self.deliverer = Deliverer(store, policy)
+        elif settings.event_delivery == "process":
+            self.delivery = DeliveryChild(settings)
+        else:
+            self.delivery = NoDelivery()
         from tenant_access.events_metrics import EventsCollector
 
-        self.metrics.registry.register(EventsCollector(self.deliverer))
-        if settings.emulator_controls_enabled:
-            self.deliverer.policy.own_sink = self.public_url + "/_emulator/sink/"
+        self.metrics.registry.register(EventsCollector(self.delivery))
 
     async def startup(self) -> None:
         if not self._opened:
@@ -148,7 +157,7 @@ class App:
             self.retention.start()
             self.usage.start()
             self.scheduler.start()
-            self.deliverer.start()
+            self.delivery.start()
             self.auth.warm()
             if self.on_started is not None:
                 self.on_started()
@@ -158,7 +167,7 @@ class App:
             await self.scheduler.stop()
             await self.retention.stop()
             await self.usage.stop()  # the last counts, before the store closes
-            await self.deliverer.stop()
+            await self.delivery.stop()
             await self.refusals.stop()  # the last counts, before the store closes
             await self.store.close()
             self._opened = False
