@@ -1,6 +1,7 @@
 """The delivery worker: takes events from the outbox to their subscribers, at least once, in order.
 
-Each server process runs one. A round fans new events out to the subscriptions that want them,
+It runs in the delivery process a server starts (``delivery_process.py``), or in the server's own
+process with ``--event-delivery inline``. A round fans new events out to the subscriptions that want them,
 claims due deliveries (a lease: a process that dies leaves them to another when it runs out) and
 hands each to the task of its subscription. A subscription's task sends one at a time, so the
 events of one configuration reach it in commit order; different subscriptions have tasks of their
@@ -149,8 +150,7 @@ class Deliverer:
                 now - _dt.timedelta(seconds=self.policy.retention)), write=True)
         if not await self.store.run_outbox(self.store.outbox.has_work(now)):
             return False
-        fanned = await self.store.run_outbox(self.store.outbox.fan_out(), write=True)
-        claims = await self.store.run_outbox(self.store.outbox.claim(
+        fanned, claims = await self.store.run_outbox(self.store.outbox.fan_out_and_claim(
             self.owner, now, _dt.timedelta(seconds=self.policy.lease or 2 * self.policy.attempt_timeout + 5),
             self.policy.batch), write=True)
         for claim in claims:

@@ -24,6 +24,7 @@ import contextlib
 import datetime as _dt
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -123,8 +124,12 @@ async def _serve_until_stopped(settings: Settings, *, watch_parent: bool) -> Non
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     if watch_parent:
+        stdin = sys.stdin.fileno()
+
         def watch() -> None:
-            while sys.stdin.buffer.read(4096):
+            # The raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read holds
+            # its lock, and the interpreter's exit would abort on it.
+            while os.read(stdin, 4096):
                 pass
             loop.call_soon_threadsafe(stop.set)
 
