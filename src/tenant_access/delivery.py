@@ -105,10 +105,6 @@ class Deliverer:
         if self._main is None:
             self._main = asyncio.ensure_future(self._loop())
 
-    def wake(self) -> None:
-        """A change was committed here: look at the outbox now rather than at the next poll."""
-        self._wake.set()
-
     async def stop(self) -> None:
         tasks = [t for t in (self._main, *self._tasks.values()) if t is not None]
         for task in tasks:
