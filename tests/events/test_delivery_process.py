@@ -4,6 +4,7 @@ delivers nothing from the server, and ``tenant-access events deliver`` beside it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -140,3 +141,46 @@ def test_off_delivers_nothing_and_a_separate_deliver_process_does(db_backend: Ba
             deliver.kill()
             deliver.wait(5)
         server.stop()
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for child in (task / "children").read_text().split():
+                    if int(child) not in found:
+                        found.add(int(child))
+                        frontier.append(int(child))
+    return found
+
+
+def test_workers_run_one_delivery_process_between_them(db_backend: Backend, tmp_path: Path) -> None:
+    server = db_backend.server(tmp_path / "data", ["--workers", "2", "--allow-private-event-destinations"])
+    server.start()
+    try:
+        assert server.proc is not None
+        pid = server.proc.pid
+
+        def delivering() -> list[int]:
+            return [p for p in _descendants(pid) if CHILD in _cmdline(p)]
+
+        assert _until(lambda: len(delivering()) == 1)
+        time.sleep(1.0)  # a second worker starting its own would show by now
+        assert len(delivering()) == 1
+        svc = service_path("evproc4")
+        with httpx.Client(base_url=server.url, headers=server.auth(), timeout=30) as http, Receiver() as receiver:
+            _subscribe(http, svc, receiver)
+            versions = [_rotate(http, svc) for _ in range(4)]  # over both workers
+            assert _until(lambda: _delivered_versions(receiver) == versions)
+    finally:
+        server.stop()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
