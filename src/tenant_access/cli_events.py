@@ -12,6 +12,9 @@ import asyncio
 import contextlib
 import datetime as _dt
 import json
+import secrets
+import signal
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -20,6 +23,7 @@ from tenant_access.cli_help import HelpGroup
 from tenant_access.cli_store import settings_from, store_options
 from tenant_access.cli_store import with_store as _with_store
 from tenant_access.domain import events as domain_events
+from tenant_access.storage import outbox
 
 if TYPE_CHECKING:
     from tenant_access.storage.base import Store
@@ -65,21 +69,36 @@ def redeliver(event_ids: tuple[str, ...], every: bool, **options: object) -> Non
 @click.option("--follow/--no-follow", default=True, help="Keep printing new events as they are committed.")
 @store_options
 def tail(last: int, follow: bool, **options: object) -> None:
-    """[store] The newest events as CloudEvents (JSON Lines), then new ones as they commit."""
+    """[store] The newest events as CloudEvents (JSON Lines), then new ones as they commit. While it
+    follows, servers write every change's events, subscribed or not."""
 
     async def work(store: Store) -> None:
-        shown = await store.run_outbox(store.outbox.recent(last))
-        after = ""
-        for item in shown:
+        newest = await store.run_outbox(store.outbox.recent(max(last, 1)))
+        for item in newest[len(newest) - last:] if last > 0 else []:
             click.echo(json.dumps(domain_events.cloudevent(item)))
-            after = item.id
-        while follow:
-            await asyncio.sleep(0.25)
-            for item in await store.run_outbox(store.outbox.recent(500, after)):
-                click.echo(json.dumps(domain_events.cloudevent(item)))
-                after = item.id
+        after = newest[-1].id if newest else ""  # with --last 0 too: only what commits from now on
+        if not follow:
+            return
+        # While this row is fresh, servers write every change's events, subscribed or not.
+        token = secrets.token_hex(8)
+        await store.run_outbox(store.outbox.listen(token, _dt.datetime.now(_dt.UTC)), write=True)
+        refreshed = time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(0.25)
+                if time.monotonic() - refreshed > outbox.TAIL_REFRESH:
+                    refreshed = time.monotonic()
+                    await store.run_outbox(store.outbox.listen(token, _dt.datetime.now(_dt.UTC)), write=True)
+                for item in await store.run_outbox(store.outbox.recent(500, after)):
+                    click.echo(json.dumps(domain_events.cloudevent(item)))
+                    after = item.id
+        finally:
+            with contextlib.suppress(Exception):
+                await store.run_outbox(store.outbox.unlisten(token), write=True)
 
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
+    # Ctrl-C is how a tail ends; SIGTERM ends it the same way (its row removed, not left to expire).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
         _with_store(options, work)
 
 

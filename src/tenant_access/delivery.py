@@ -143,7 +143,7 @@ class Deliverer:
         if self._pruned_at is None or now - self._pruned_at > _dt.timedelta(minutes=1):
             self._pruned_at = now
             await self.store.run_outbox(self.store.outbox.prune(
-                now - _dt.timedelta(seconds=self.policy.retention)), write=True)
+                now - _dt.timedelta(seconds=self.policy.retention), now), write=True)
         if not await self.store.run_outbox(self.store.outbox.has_work(now)):
             return False
         fanned, claims = await self.store.run_outbox(self.store.outbox.fan_out_and_claim(

@@ -134,6 +134,9 @@ class App:
 
         policy = policy_for(settings)
         self.use_cases.event_policy = policy
+        # A change writes its events only when its service has a subscription or a tail runs,
+        # except in emulator mode, whose /_emulator/events lists every event (docs/events.md).
+        store.all_events = settings.emulator_controls_enabled
         #: The in-process worker (``inline`` only: the tests' in-process server, emulator sink tests).
         self.deliverer: Deliverer | None = None
         self.delivery: Deliverer | DeliveryChild | NoDelivery

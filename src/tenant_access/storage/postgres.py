@@ -295,6 +295,8 @@ class PostgresStore:
         self.migrate = migrate
         self.pool_size = pool_size
         self.row_locks = row_locks
+        #: Write every change's events, subscribed or not (see Store.all_events).
+        self.all_events = True
         self._params = connection_params(url)
         self._pool: _Pool | None = None
         self._cache = KeyCache()
@@ -576,6 +578,10 @@ class PostgresStore:
     # -- events (storage/outbox.py) -----------------------------------------------------------------
 
     async def _insert_events(self, conn: Conn, events: Sequence[Event]) -> None:
+        """The change's events, into the outbox; unless ``all_events``, only if someone wants them."""
+        if not events or (not self.all_events and await self._one(conn, outbox.WANTED,
+                                                                  outbox.wanted_args(events[0])) is None):
+            return
         for item in events:
             await self._exec(conn, outbox.INSERT, outbox.insert_args(item))
 
