@@ -51,8 +51,16 @@ WANTED = ("SELECT 1 FROM event_subscriptions WHERE service_key = ? "
           "OR (service_key = ? AND created_at > ?) LIMIT 1")
 
 
-def wanted_args(event: Event) -> tuple[Any, ...]:
-    return (event.service_key, TAIL_KEY, ts(event.time - _dt.timedelta(seconds=TAIL_TTL)))
+def wanted_args(service: ServiceRef, now: _dt.datetime) -> tuple[Any, ...]:
+    return (service.resource_id.lower(), TAIL_KEY, ts(now - _dt.timedelta(seconds=TAIL_TTL)))
+
+
+Events = Sequence[Event] | Callable[[], Sequence[Event]]
+
+
+def made(events: Events) -> Sequence[Event]:
+    """The events themselves (made now, when they were given as what makes them)."""
+    return events() if callable(events) else events
 
 
 def insert_args(event: Event) -> tuple[Any, ...]:
