@@ -23,7 +23,6 @@ from tenant_access.cli_help import HelpGroup
 from tenant_access.cli_store import settings_from, store_options
 from tenant_access.cli_store import with_store as _with_store
 from tenant_access.domain import events as domain_events
-from tenant_access.storage import outbox
 
 if TYPE_CHECKING:
     from tenant_access.storage.base import Store
@@ -73,6 +72,8 @@ def tail(last: int, follow: bool, **options: object) -> None:
     follows, servers write every change's events, subscribed or not."""
 
     async def work(store: Store) -> None:
+        from tenant_access.storage.outbox import TAIL_REFRESH  # lazily: --help loads no storage
+
         newest = await store.run_outbox(store.outbox.recent(max(last, 1)))
         for item in newest[len(newest) - last:] if last > 0 else []:
             click.echo(json.dumps(domain_events.cloudevent(item)))
@@ -86,7 +87,7 @@ def tail(last: int, follow: bool, **options: object) -> None:
         try:
             while True:
                 await asyncio.sleep(0.25)
-                if time.monotonic() - refreshed > outbox.TAIL_REFRESH:
+                if time.monotonic() - refreshed > TAIL_REFRESH:
                     refreshed = time.monotonic()
                     await store.run_outbox(store.outbox.listen(token, _dt.datetime.now(_dt.UTC)), write=True)
                 for item in await store.run_outbox(store.outbox.recent(500, after)):
