@@ -120,6 +120,10 @@ def main() -> None:
               help="Seconds one event delivery attempt may take. [env TENANT_ACCESS_EVENT_ATTEMPT_TIMEOUT; default 10]")
 @click.option("--event-concurrency", type=click.IntRange(1),
               help="Event deliveries in flight at once per process. [env TENANT_ACCESS_EVENT_CONCURRENCY; default 16]")
+@click.option("--event-delivery", type=click.Choice(["process", "inline", "off"]),
+              help="Where event deliveries are sent from: process (a supervised child process, on another core), "
+              "inline (the server's own event loop), off (another replica or a separate `tenant-access events "
+              "deliver`). [env TENANT_ACCESS_EVENT_DELIVERY; default process]")
 @click.option("--demo", is_flag=True, help="Provision a demo service on an empty store and print curl commands.")
 def serve(demo: bool, **options: object) -> None:
     """Run the server."""

@@ -23,6 +23,7 @@ AUTH_MODES = ("strict", "emulator", "none")
 #: credential), anyone, only root-scope credentials, or nobody (the route is not served).
 METRICS_ACCESS = ("loopback", "public", "auth", "off")
 LOG_FORMATS = ("auto", "json", "text")
+EVENT_DELIVERY = ("process", "inline", "off")
 MAX_TOKEN_LIFETIME = 24 * 3600
 MAX_SAS_LIFETIME = 30 * 24 * 3600
 _PUBLIC_URL = re.compile(r"https?://[^\s/?#@]+", re.ASCII)
@@ -116,6 +117,10 @@ class Settings:
         "help": "seconds one delivery attempt (or subscription handshake) may take"})
     event_concurrency: int = field(default=16, metadata={
         "help": "event delivery requests in flight at once, per server process"})
+    event_delivery: str = field(default="process", metadata={
+        "help": "where this server sends event deliveries from: process (a child process it supervises, "
+                "tenant-access events deliver, so delivery runs on another core), inline (the server's own event "
+                "loop), off (not here: another replica or a separate events deliver does)"})
 
     def __post_init__(self) -> None:
         if self.api_style not in API_STYLES:
@@ -128,6 +133,8 @@ class Settings:
             raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
         if self.metrics not in METRICS_ACCESS:
             raise ValueError(f"metrics must be one of {', '.join(METRICS_ACCESS)}, not {self.metrics!r}")
+        if self.event_delivery not in EVENT_DELIVERY:
+            raise ValueError(f"event delivery must be one of {', '.join(EVENT_DELIVERY)}, not {self.event_delivery!r}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}")
         if self.forwarded_allow_ips is not None:

@@ -1,6 +1,7 @@
 """The delivery worker: takes events from the outbox to their subscribers, at least once, in order.
 
-Each server process runs one. A round fans new events out to the subscriptions that want them,
+It runs in the delivery process a server starts (``delivery_process.py``), or in the server's own
+process with ``--event-delivery inline``. A round fans new events out to the subscriptions that want them,
 claims due deliveries (a lease: a process that dies leaves them to another when it runs out) and
 hands each to the task of its subscription. A subscription's task sends one at a time, so the
 events of one configuration reach it in commit order; different subscriptions have tasks of their
@@ -104,10 +105,6 @@ class Deliverer:
         if self._main is None:
             self._main = asyncio.ensure_future(self._loop())
 
-    def wake(self) -> None:
-        """A change was committed here: look at the outbox now rather than at the next poll."""
-        self._wake.set()
-
     async def stop(self) -> None:
         tasks = [t for t in (self._main, *self._tasks.values()) if t is not None]
         for task in tasks:
@@ -146,11 +143,10 @@ class Deliverer:
         if self._pruned_at is None or now - self._pruned_at > _dt.timedelta(minutes=1):
             self._pruned_at = now
             await self.store.run_outbox(self.store.outbox.prune(
-                now - _dt.timedelta(seconds=self.policy.retention)), write=True)
+                now - _dt.timedelta(seconds=self.policy.retention), now), write=True)
         if not await self.store.run_outbox(self.store.outbox.has_work(now)):
             return False
-        fanned = await self.store.run_outbox(self.store.outbox.fan_out(), write=True)
-        claims = await self.store.run_outbox(self.store.outbox.claim(
+        fanned, claims = await self.store.run_outbox(self.store.outbox.fan_out_and_claim(
             self.owner, now, _dt.timedelta(seconds=self.policy.lease or 2 * self.policy.attempt_timeout + 5),
             self.policy.batch), write=True)
         for claim in claims:

@@ -15,11 +15,13 @@ refreshed by the worker every few seconds, so every replica reports the same sha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Final
+import datetime as _dt
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Final, Protocol
 
-from tenant_access.delivery import Deliverer
+from tenant_access.delivery import DeliveryCounts
 from tenant_access.domain.event_subscriptions import metrics_label
+from tenant_access.storage.outbox import SubscriptionStats
 
 #: The most subscriptions with series of their own; the rest share ``OTHER``.
 MAX_LABELLED: Final = 200
@@ -38,10 +40,20 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 
+class DeliveryFigures(Protocol):
+    """What delivers here: the worker itself, or the server's view of its delivery process."""
+
+    counts: DeliveryCounts
+    stats: list[SubscriptionStats]
+
+    @property
+    def clock(self) -> Callable[[], _dt.datetime]: ...
+
+
 class EventsCollector:
     """Registered at start, collected at a scrape (prometheus-client is loaded only then)."""
 
-    def __init__(self, deliverer: Deliverer) -> None:
+    def __init__(self, deliverer: DeliveryFigures) -> None:
         self.deliverer = deliverer
 
     def collect(self) -> Iterator[Metric]:

@@ -249,7 +249,7 @@ class TenantAccess:
                 new_version_id=",".join(new_ids[s] for s in slots) or None,
                 detail=",".join(s.value for s in slots) or None, status=status,
             )
-            return dataclasses.replace(change, audit=record, events=_events(actor, current, change))
+            return dataclasses.replace(change, audit=record, events=lambda: _events(actor, current, change))
 
         try:
             if idempotency is None:

@@ -10,7 +10,9 @@ and the kernel hands each new connection to one of the processes waiting on it.
 The workers are replicas on one store, and everything that keeps replicas correct keeps them
 correct: every change is one database transaction; the caches of keys and configurations follow
 SQLite's ``data_version`` or PostgreSQL's notifications (see ``docs/deployment.md``). What is per
-process (rate limits, the failure limiter, the per-address connection cap) is per worker.
+process (rate limits, the failure limiter, the per-address connection cap) is per worker. Event
+delivery (``--event-delivery process``) runs in one child of worker 0 only; ``inline`` delivers
+from every worker.
 
 The parent restarts a worker that dies, prints the "listening" line once all workers are ready,
 and on SIGTERM or Ctrl-C stops the whole group. A worker whose parent is gone (killed with
@@ -236,6 +238,10 @@ def worker_main() -> None:
     index = os.environ.pop("TENANT_ACCESS_WORKER_INDEX", "?")
     from tenant_access import server
 
+    if index != "0" and settings.event_delivery == "process":
+        # One delivery process for the group, worker 0's child (restarted with it): N would only
+        # compete for the same claims.
+        settings = dataclasses.replace(settings, event_delivery="off")
     server.configure_logging(settings.log_level, settings.log_format)
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     from tenant_access.http.app import create_app

@@ -1,19 +1,35 @@
 """The transactional outbox on both stores: an acknowledged change has its event, in commit order
-per configuration; a change that rolled back has none."""
+per configuration; a change that rolled back has none.
+
+The server runs with its emulator controls on, where every change writes its events; elsewhere a
+change writes them only when wanted (a subscription on its service, or a running tail), which
+``tests/events/test_cli.py`` checks."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.backends import DbServer
+from tests.backends import Backend, DbServer
 from tests.conftest import API, SERVICE_BODY, service_path
 
 
 def _events(server: DbServer) -> list[tuple[str, str, int, dict[str, object]]]:
     rows = server.database.execute("SELECT type, order_key, position, body FROM event_outbox ORDER BY id")
     return [(r[0].rsplit(".", 1)[1], r[1], int(r[2]), json.loads(r[3])) for r in rows]
+
+
+@pytest.fixture
+def fresh_server(db_backend: Backend, tmp_path: Path) -> Iterator[DbServer]:
+    server = db_backend.server(tmp_path / "data", ["--emulator-controls"])
+    server.start()
+    yield server
+    server.stop()
+    server.database.drop()
 
 
 def test_every_acknowledged_change_has_its_event_in_commit_order(fresh_server: DbServer) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tenant_access.domain.audit import AuditEvent
     from tenant_access.domain.events import Event
 
@@ -153,8 +155,9 @@ class AccessChange:
     new_versions: tuple[KeyVersion, ...] = ()
     #: Written in the same transaction as the change; if it cannot be written, nothing is.
     audit: AuditEvent | None = None
-    #: Events (``domain/events.py``) written to the outbox in that same transaction.
-    events: tuple[Event, ...] = ()
+    #: Events (``domain/events.py``) written to the outbox in that same transaction; or what makes
+    #: them, called only if someone wants them (a rotation nobody subscribed to does not pay for them).
+    events: tuple[Event, ...] | Callable[[], tuple[Event, ...]] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ from tenant_access.service import TenantAccess
 from tenant_access.storage.base import Store
 
 if TYPE_CHECKING:
+    from tenant_access.delivery import Deliverer
+    from tenant_access.delivery_process import DeliveryChild, NoDelivery
     from tenant_access.http.emulator import Emulator
 
 log = logging.getLogger("tenant_access.http")
@@ -127,21 +129,32 @@ class App:
         self.retention = RetentionTask(store, settings.retention)
 
     def _wire_events(self, settings: Settings, store: Store) -> None:
-        """The outbox's delivery worker, its metrics, and the emulator's own sink as a destination."""
-        from tenant_access.delivery import Deliverer, DeliveryPolicy
+        """Event delivery (in a child process, in this one, or not here: ``--event-delivery``), its
+        metrics, and the emulator's own sink as a destination."""
+        from tenant_access.delivery_process import DeliveryChild, NoDelivery, policy_for
 
-        self.deliverer = Deliverer(store, DeliveryPolicy(
-            retry_window=settings.event_retry_window, backoff_base=settings.event_retry_delay,
-            attempt_timeout=settings.event_attempt_timeout,
-            concurrency=settings.event_concurrency, allow_private=settings.allow_private_event_destinations))
-        self.use_cases.event_policy = self.deliverer.policy
-        counts = self.deliverer.counts.delivered
-        self.use_cases.delivered = lambda key: counts.get(key, 0)
+        policy = policy_for(settings)
+        self.use_cases.event_policy = policy
+        # A change writes its events only when its service has a subscription or a tail runs,
+        # except in emulator mode, whose /_emulator/events lists every event (docs/events.md).
+        store.all_events = settings.emulator_controls_enabled
+        #: The in-process worker (``inline`` only: the tests' in-process server, emulator sink tests).
+        self.deliverer: Deliverer | None = None
+        self.delivery: Deliverer | DeliveryChild | NoDelivery
+        if settings.event_delivery == "inline":
+            from tenant_access.delivery import Deliverer
+
+            self.delivery = self.deliverer = Deliverer(store, policy)
+        elif settings.event_delivery == "process":
+            self.delivery = DeliveryChild(settings)
+        else:
+            self.delivery = NoDelivery()
+        if not isinstance(self.delivery, NoDelivery):  # "delivered" in the console: what delivers from here
+            delivery = self.delivery
+            self.use_cases.delivered = lambda key: delivery.counts.delivered.get(key, 0)
         from tenant_access.events_metrics import EventsCollector
 
-        self.metrics.register(EventsCollector(self.deliverer))
-        if settings.emulator_controls_enabled:
-            self.deliverer.policy.own_sink = self.public_url + "/_emulator/sink/"
+        self.metrics.register(EventsCollector(self.delivery))
 
     async def startup(self) -> None:
         if not self._opened:
@@ -156,7 +169,7 @@ class App:
             self.retention.start()
             self.usage.start()
             self.scheduler.start()
-            self.deliverer.start()
+            self.delivery.start()
             if self.on_started is not None:
                 self.on_started()
 
@@ -165,7 +178,7 @@ class App:
             await self.scheduler.stop()
             await self.retention.stop()
             await self.usage.stop()  # the last counts, before the store closes
-            await self.deliverer.stop()
+            await self.delivery.stop()
             await self.refusals.stop()  # the last counts, before the store closes
             await self.store.close()
             self._opened = False

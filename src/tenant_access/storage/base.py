@@ -41,6 +41,11 @@ class Cipher(Protocol):
 
 
 class Store(Protocol):
+    #: Whether every change writes its events to the outbox (True, the default), or only those of
+    #: services with a subscription while no ``events tail`` runs (the server, unless its emulator
+    #: controls are on: ``docs/events.md``).
+    all_events: bool
+
     def describe(self) -> str:
         """Where the data lives, for the start-up line (never a password)."""
         ...

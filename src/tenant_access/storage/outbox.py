@@ -41,6 +41,28 @@ RUN = 50
 TABLES = ("event_deliveries", "event_queues", "event_outbox", "event_subscriptions")
 #: Key of the PostgreSQL advisory lock that lets one replica at a time fan out.
 FAN_OUT_LOCK = 0x7EA5_0011
+#: The ``service_key`` of the rows by which a running ``events tail`` asks every change to write its
+#: events (no service has it: resource ids start with "/"). A tail refreshes its row every
+#: ``TAIL_REFRESH`` seconds; one older than ``TAIL_TTL`` is a tail that died and counts no more.
+TAIL_KEY = "~tail"
+TAIL_REFRESH = 10.0
+TAIL_TTL = 60.0
+#: Whether a change's events are wanted: its service has a subscription, or a tail runs. Read in the
+#: change's own transaction, so a subscription committed before the change is always seen.
+WANTED = ("SELECT 1 FROM event_subscriptions WHERE service_key = ? "
+          "OR (service_key = ? AND created_at > ?) LIMIT 1")
+
+
+def wanted_args(service: ServiceRef, now: _dt.datetime) -> tuple[Any, ...]:
+    return (service.resource_id.lower(), TAIL_KEY, ts(now - _dt.timedelta(seconds=TAIL_TTL)))
+
+
+Events = Sequence[Event] | Callable[[], Sequence[Event]]
+
+
+def made(events: Events) -> Sequence[Event]:
+    """The events themselves (made now, when they were given as what makes them)."""
+    return events() if callable(events) else events
 
 
 def insert_args(event: Event) -> tuple[Any, ...]:
@@ -48,9 +70,14 @@ def insert_args(event: Event) -> tuple[Any, ...]:
             event.order_key)
 
 
+#: One encoder for every event: ``json.dumps`` with ``separators`` builds a new one per call, which
+#: cost as much as the encoding itself, on the request path (every change writes its events).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(event: Event) -> str:
-    return json.dumps({"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
-                       "time": ts(event.time), "data": event.data}, separators=(",", ":"))
+    return _ENCODER.encode({"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
+                            "time": ts(event.time), "data": event.data})
 
 
 def decode(body: str) -> Event:
@@ -214,7 +241,7 @@ class Outbox:
         async def op(q: Q) -> list[EventSubscription]:
             if service is None:
                 rows = await q.all(f"SELECT {_SUB_COLUMNS} FROM event_subscriptions "  # noqa: S608
-                                   "ORDER BY service_key, name_key")
+                                   "WHERE service_key <> ? ORDER BY service_key, name_key", (TAIL_KEY,))
             else:
                 rows = await q.all(f"SELECT {_SUB_COLUMNS} FROM event_subscriptions "  # noqa: S608
                                    "WHERE service_key = ? ORDER BY name_key", (service.resource_id.lower(),))
@@ -291,6 +318,31 @@ class Outbox:
                             (event_id, key, order_key, position, created_at, created_at))
                 await q.exec("UPDATE event_outbox SET fanned_out = 1 WHERE id = ?", (event_id,))
             return len(rows)
+        return op
+
+    def listen(self, token: str, now: _dt.datetime) -> Op[None]:
+        """A running tail's row (made, or refreshed): while it is fresh, every change writes its events."""
+        async def op(q: Q) -> None:
+            if not await q.exec("UPDATE event_subscriptions SET created_at = ? WHERE service_key = ? AND name_key = ?",
+                                (ts(now), TAIL_KEY, token)):
+                await q.exec(f"INSERT INTO event_subscriptions ({_SUB_COLUMNS}) "  # noqa: S608
+                             "VALUES (?, ?, ?, '[]', 'tail', '[]', 'tail', NULL, ?)", (TAIL_KEY, token, token, ts(now)))
+        return op
+
+    def unlisten(self, token: str) -> Op[None]:
+        async def op(q: Q) -> None:
+            await q.exec("DELETE FROM event_subscriptions WHERE service_key = ? AND name_key = ?", (TAIL_KEY, token))
+        return op
+
+    def fan_out_and_claim(self, owner: str, now: _dt.datetime, lease: _dt.timedelta,
+                          limit: int) -> Op[tuple[int, list[Claim]]]:
+        """:meth:`fan_out` then :meth:`claim`, in one transaction: a round takes the write lock once
+        (on SQLite, the lock every change of the request path waits for) instead of twice."""
+        fan_out, claim = self.fan_out(), self.claim(owner, now, lease, limit)
+
+        async def op(q: Q) -> tuple[int, list[Claim]]:
+            fanned = await fan_out(q)
+            return fanned, await claim(q)
         return op
 
     def has_work(self, now: _dt.datetime) -> Op[bool]:
@@ -479,9 +531,13 @@ class Outbox:
             return int(unfanned[0]), int(counts[0] or 0), int(counts[1] or 0)
         return op
 
-    def prune(self, before: _dt.datetime) -> Op[int]:
-        """Forget delivered events older than ``before`` (the retention of tail and the emulator's list)."""
+    def prune(self, before: _dt.datetime, now: _dt.datetime | None = None) -> Op[int]:
+        """Forget delivered events older than ``before`` (the retention of tail and the emulator's
+        list), and the rows of tails that died (stale at ``now``)."""
         async def op(q: Q) -> int:
+            if now is not None:
+                await q.exec("DELETE FROM event_subscriptions WHERE service_key = ? AND created_at < ?",
+                             (TAIL_KEY, ts(now - _dt.timedelta(seconds=TAIL_TTL))))
             # Events never fanned out may go too while nobody subscribes (none can want them: a
             # subscription only receives events committed after it was made).
             return await q.exec("DELETE FROM event_outbox WHERE created_at < ? AND (fanned_out = 1 OR NOT EXISTS "

@@ -295,6 +295,8 @@ class PostgresStore:
         self.migrate = migrate
         self.pool_size = pool_size
         self.row_locks = row_locks
+        #: Write every change's events, subscribed or not (see Store.all_events).
+        self.all_events = True
         self._params = connection_params(url)
         self._pool: _Pool | None = None
         self._cache = KeyCache()
@@ -492,7 +494,7 @@ class PostgresStore:
                 )
             if plan.audit is not None:
                 await self._exec(conn, AUDIT_INSERT, audit_args(plan.audit))
-            await self._insert_events(conn, plan.events)
+            await self._insert_events(conn, ref, plan.events)
             for new in plan.new_configs:
                 for version in (new.primary, new.secondary):
                     await self._insert_version(conn, service_id, version)
@@ -564,7 +566,7 @@ class PostgresStore:
             await self._exec(conn, "DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             await self._exec(conn, "DELETE FROM services WHERE id = ?", (row[0],))
             await self._exec(conn, AUDIT_INSERT, audit_args(audit))
-            await self._insert_events(conn, events)
+            await self._insert_events(conn, ref, events)
             await self._notify(conn, ref, None, None)
             return service_from_row(row[1:])
 
@@ -575,8 +577,12 @@ class PostgresStore:
 
     # -- events (storage/outbox.py) -----------------------------------------------------------------
 
-    async def _insert_events(self, conn: Conn, events: Sequence[Event]) -> None:
-        for item in events:
+    async def _insert_events(self, conn: Conn, ref: ServiceRef, events: outbox.Events) -> None:
+        """The change's events, into the outbox; unless ``all_events``, only if someone wants them."""
+        if events == () or (not self.all_events and await self._one(conn, outbox.WANTED,
+                                                                     outbox.wanted_args(ref, utcnow())) is None):
+            return
+        for item in outbox.made(events):
             await self._exec(conn, outbox.INSERT, outbox.insert_args(item))
 
     @property
@@ -947,7 +953,7 @@ class PostgresStore:
             )
             if change.audit is not None:
                 await self._exec(conn, AUDIT_INSERT, audit_args(change.audit))
-            await self._insert_events(conn, change.events)
+            await self._insert_events(conn, ref, change.events)
             if idempotency is not None:
                 await self._exec(conn, idem.INSERT, idem.insert_args(idempotency, current, change))
                 await self._exec(conn, idem.PURGE, idem.purge_args(idempotency))

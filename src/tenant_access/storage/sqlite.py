@@ -139,6 +139,8 @@ class SqliteStore:
         self.path = path
         self.cipher = cipher
         self.migrate = migrate
+        #: Write every change's events, subscribed or not (see Store.all_events).
+        self.all_events = True
         #: Keys for checking shared access signatures, and configurations for GET: both valid only
         #: while PRAGMA data_version stands still.
         self._cache = KeyCache()
@@ -502,7 +504,7 @@ class SqliteStore:
                 )
             if plan.audit is not None:
                 _insert_audit(conn, plan.audit)
-            _insert_events(conn, plan.events)
+            _insert_events(conn, ref, plan.events, every=self.all_events)
             for new in plan.new_configs:
                 for version in (new.primary, new.secondary):
                     self._insert_version(conn, service_id, version)
@@ -562,7 +564,7 @@ class SqliteStore:
             conn.execute("DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             conn.execute("DELETE FROM services WHERE id = ?", (row[0],))
             _insert_audit(conn, audit)
-            _insert_events(conn, events)
+            _insert_events(conn, ref, events, every=self.all_events)
             return _service(row[1:])
 
         return await self._write(tx)
@@ -927,7 +929,7 @@ class SqliteStore:
             )
             if change.audit is not None:
                 _insert_audit(conn, change.audit)
-            _insert_events(conn, change.events)
+            _insert_events(conn, ref, change.events, every=self.all_events)
             if idempotency is not None:
                 conn.execute(idem.INSERT, idem.insert_args(idempotency, current, change))
                 conn.execute(idem.PURGE, idem.purge_args(idempotency))
@@ -1042,8 +1044,14 @@ def _insert_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
     conn.execute(AUDIT_INSERT, audit_args(event))
 
 
-def _insert_events(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
-    for item in events:
+def _insert_events(conn: sqlite3.Connection, ref: ServiceRef, events: outbox.Events, *, every: bool) -> None:
+    """The change's events, into the outbox; unless ``every``, only if someone wants them (one
+    indexed read instead of making the events, their JSON, the row and its three indexes: see
+    ``docs/events.md``)."""
+    if events == () or (not every and conn.execute(outbox.WANTED, outbox.wanted_args(ref, utcnow())).fetchone()
+                        is None):
+        return
+    for item in outbox.made(events):
         conn.execute(outbox.INSERT, outbox.insert_args(item))
 
 

@@ -338,6 +338,8 @@ def start_server(
     try:
         if tmp is not None and settings.get("database_url") is None and settings.get("master_key") is None:
             _fresh_store(Path(data_dir))
+        # Delivery on the server's own loop, in the test's process: no child process to start per server.
+        settings.setdefault("event_delivery", "inline")
         config = Settings(data_dir=Path(data_dir), host="127.0.0.1", port=0, api_style=api_style, auth=auth, tls=tls,
                           emulator_controls=emulator_controls, **settings)
         cacert = None
