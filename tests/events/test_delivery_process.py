@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from tenant_access.domain.event_subscriptions import metrics_label
 from tests.backends import Backend, DbServer
 from tests.conftest import API, SERVICE_BODY, service_path
 from tests.events.receiver import Receiver
@@ -86,9 +87,10 @@ def test_the_child_delivers_is_restarted_and_stops_with_the_server(db_backend: B
             _subscribe(http, svc, receiver)
             version = _rotate(http, svc)
             assert _until(lambda: version in _delivered_versions(receiver))
-            series = f'tenant_access_event_deliveries_total{{outcome="delivered",subscription="{svc.lower()}' \
-                     '/eventsubscriptions/hook"}'
-            assert _until(lambda: f"{series} 1.0" in http.get("/metrics").text)  # the child's count, reported
+            label = metrics_label(f"{svc}/eventSubscriptions/hook")
+            series = f'tenant_access_event_deliveries_total{{outcome="delivered",subscription="{label}"}}'
+            assert _until(lambda: f"{series} 1.0" in http.get("/metrics").text), \
+                [line for line in http.get("/metrics").text.splitlines() if "event_deliveries" in line]
             os.kill(first, signal.SIGKILL)
             assert _until(lambda: [c for c in _children(pid) if c != first] != []), "the child was not restarted"
             again = _rotate(http, svc)
