@@ -68,6 +68,8 @@ class Server:
     args: list[str] = field(default_factory=list)
     #: Pin the server to core 0 (the load generator gets core 1); not with several workers.
     pin: bool = True
+    #: The interpreter that serves: another checkout's, to compare two trees in one run.
+    python: str = sys.executable
 
     @property
     def url(self) -> str:
@@ -75,7 +77,7 @@ class Server:
 
     def start(self) -> Server:
         self.port = _free_port()
-        cmd = [*(_pin(0) if self.pin else []), sys.executable, "-m", "tenant_access", "serve", "--port",
+        cmd = [*(_pin(0) if self.pin else []), self.python, "-m", "tenant_access", "serve", "--port",
                str(self.port), "--data-dir", str(self.data_dir), "--log-level", "warning", *self.args]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
