@@ -92,6 +92,7 @@ from tenant_access.storage.sql import aad as _aad
 from tenant_access.storage.sql import audit_from_row as _audit
 from tenant_access.storage.sql import config_from_row as _config
 from tenant_access.storage.sql import service_from_row as _service
+from tenant_access.storage.write_lock import WriteLock
 
 log = logging.getLogger("tenant_access.storage")
 T = TypeVar("T")
@@ -163,6 +164,8 @@ class SqliteStore:
         self._commits: queue.SimpleQueue[tuple[list[_Job], list[tuple[BaseException | None, Any]]] | None] = (
             queue.SimpleQueue())
         self._committer: threading.Thread | None = None
+        #: Taken before SQLite's write lock, by every process of ours sharing the file.
+        self._lock = WriteLock(path)
         self._read_lock = threading.Lock()
         #: Held by whoever uses the write connection: the writer thread, or the event loop.
         self._writing = threading.Lock()
@@ -197,6 +200,7 @@ class SqliteStore:
             writer.close()
             raise
         self._reader = _connect(self.path)
+        self._lock.open()
         self._conn = writer
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run_writer, args=(writer,), name="sqlite-writer", daemon=True)
@@ -217,6 +221,7 @@ class SqliteStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._lock.close()
 
     async def ping(self) -> None:
         self._read(lambda c: c.execute("SELECT 1").fetchone())
@@ -273,6 +278,9 @@ class SqliteStore:
         Without ``commit`` the transaction is left open when it has something to commit (the
         caller hands its COMMIT to the committer thread: see _commit_on_loop)."""
         outcomes: list[tuple[BaseException | None, Any]] = []
+        locked = self._lock.try_acquire() if on_loop else self._lock.acquire(BUSY_TIMEOUT_MS / 1000)
+        if on_loop and not locked:
+            return None  # another process of ours is writing: the writer thread waits for it
         try:
             # A batch of only secret-read and refusal records commits without fsync (it is still
             # committed before anyone is answered, so a process crash loses none of it); any batch
@@ -298,6 +306,9 @@ class SqliteStore:
                 log.debug("committed %d write(s) in one transaction", len(batch))
         except sqlite3.Error as exc:
             outcomes = self._rolled_back(conn, batch, exc)
+        finally:
+            if locked and not conn.in_transaction:  # else the committer thread lets go after COMMIT
+                self._lock.release()
         return outcomes
 
     def _run_jobs(self, conn: sqlite3.Connection,
@@ -380,6 +391,7 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 outcomes = self._rolled_back(conn, batch, exc)
             finally:
+                self._lock.release()
                 self._writing.release()
             loop = batch[0].loop
             with contextlib.suppress(RuntimeError):  # the loop is already closed

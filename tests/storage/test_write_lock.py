@@ -1,0 +1,71 @@
+"""The advisory lock beside a SQLite file that our processes take before SQLite's write lock."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from tenant_access.domain.audit import Actor
+from tenant_access.domain.models import AccessName, KeySlot, ServiceRef, ServiceSpec
+from tenant_access.security.encryption import Keyring, MasterKey
+from tenant_access.service import TenantAccess
+from tenant_access.storage.sqlite import SqliteStore
+from tenant_access.storage.write_lock import WriteLock
+
+ACTOR = Actor("tests", "owner", "/", "system", "lock-tests", "local")
+REF = ServiceRef("sub", "rg", "locks")
+
+
+def test_one_holder_at_a_time_and_a_bounded_wait(tmp_path: Path) -> None:
+    a, b = WriteLock(tmp_path / "x.db"), WriteLock(tmp_path / "x.db")
+    a.open()
+    b.open()
+    try:
+        assert (tmp_path / "x.db-lock").stat().st_mode & 0o777 == 0o600
+        assert a.try_acquire()
+        assert not b.try_acquire()
+        began = time.monotonic()
+        assert not b.acquire(0.05)  # gives up after its timeout: SQLite's own wait takes over
+        assert time.monotonic() - began >= 0.05
+        threading.Timer(0.05, a.release).start()
+        assert b.acquire(5)  # taken as soon as it is let go
+        assert not a.try_acquire()
+        b.release()
+        assert a.try_acquire()
+        a.release()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_store_waits_for_another_holder_and_then_writes(tmp_path: Path) -> None:
+    """A rotation while another process of ours holds the lock: the event loop does not wait
+    (it hands the write to the writer thread), and the rotation lands once the lock is free."""
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "w.db", Keyring(MasterKey(secrets.token_bytes(32))))
+        await store.open()
+        other = WriteLock(tmp_path / "w.db")
+        other.open()
+        try:
+            app = TenantAccess(store)
+            await app.put_service(ACTOR, REF, ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O"))
+            assert other.try_acquire()
+            rotation = asyncio.ensure_future(
+                app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.SECONDARY))
+            ticks = 0
+            while ticks < 20:  # the loop keeps turning while the write waits
+                await asyncio.sleep(0.005)
+                ticks += 1
+            assert not rotation.done()
+            other.release()
+            done = await asyncio.wait_for(rotation, 5)
+            stored = await store.get_secrets(REF, AccessName.ACCESS)
+            assert stored is not None and stored.config.secondary_version_id == done.version.id
+        finally:
+            other.close()
+            await store.close()
+
+    asyncio.run(main())
