@@ -38,7 +38,6 @@ log = logging.getLogger("tenant_access.http")
 ANONYMOUS = Principal.anonymous()
 UNAUTHENTICATED = Actor("unauthenticated", "-", "-", "-", "-", "-")
 access_log = logging.getLogger("tenant_access.access")
-_POLICY_CHANGES = frozenset({"rotation_policy", "rotation_policy_deleted"})
 #: How many (method, path) pairs the router remembers, and for paths of at most how many bytes.
 KNOWN_PATHS = 8192
 MAX_KNOWN_PATH = 512
@@ -106,11 +105,7 @@ class App:
         self.on_started: Callable[[], None] | None = None
 
     def _wire_lifecycle(self, settings: Settings, store: Store) -> None:
-        """Key expiry, the rotation scheduler, usage metrics, refusal summaries and audit retention."""
-        from tenant_access.key_expiry import KeyExpiries
-
-        self.expiries = KeyExpiries(store)
-        self.auth.expiries = self.expiries
+        """The rotation scheduler, usage metrics, refusal summaries and audit retention."""
         from tenant_access.scheduler import Scheduler, SchedulerCollector
 
         self.scheduler = Scheduler(self.use_cases, self.clock, enabled=settings.scheduler)
@@ -240,8 +235,6 @@ class App:
 
     def _handled(self, outcome: Outcome) -> None:
         self.metrics.handled(outcome.kind, outcome.value)
-        if outcome.kind in _POLICY_CHANGES:
-            self.expiries.forget()  # this replica sees a new key lifetime at once
 
     def _finished(self, method: str, operation: str, request: Request | None, status: int, request_id: str, who: str,
                   elapsed: float) -> None:

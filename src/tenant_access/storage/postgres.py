@@ -631,9 +631,13 @@ class PostgresStore:
                 return None
             await self._exec(conn, policy_sql.UPSERT, policy_sql.upsert_args(found[0], name, document, now))
             await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            # The keys' expiry is cached with the keys: every replica drops them.
+            await self._notify(conn, ref, name, None)
             return policy_sql.from_row(await self._one(conn, policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)))
 
-        return await self._write(tx)
+        stored = await self._write(tx)
+        self._invalidate(ref, name)
+        return stored
 
     async def get_rotation_policy(self, ref: ServiceRef, name: AccessName) -> policy_sql.PolicyRecord | None:
         row = await self._read(lambda conn: self._one(conn, policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)))
@@ -648,9 +652,12 @@ class PostgresStore:
             if cur.rowcount == 0:
                 return False
             await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            await self._notify(conn, ref, name, None)  # the keys' expiry is cached with the keys
             return True
 
-        return await self._write(tx)
+        deleted: bool = await self._write(tx)
+        self._invalidate(ref, name)
+        return deleted
 
     async def list_rotation_policies(self) -> list[policy_sql.PolicyRecord]:
         rows = await self._read(lambda conn: self._all(conn, policy_sql.SELECT_ALL, ()))
