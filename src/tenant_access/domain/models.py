@@ -155,6 +155,9 @@ class AccessChange:
     audit: AuditEvent | None = None
     #: Events (``domain/events.py``) written to the outbox in that same transaction.
     events: tuple[Event, ...] = ()
+    #: A scheduled rotation's outcome for its rotation policy (when it ran, what it did), written in
+    #: that same transaction: a crash cannot leave the policy saying anything but what happened.
+    policy_outcome: tuple[_dt.datetime, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

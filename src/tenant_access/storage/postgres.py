@@ -942,6 +942,9 @@ class PostgresStore:
             if change.audit is not None:
                 await self._exec(conn, AUDIT_INSERT, audit_args(change.audit))
             await self._insert_events(conn, change.events)
+            if change.policy_outcome is not None:
+                at, outcome = change.policy_outcome
+                await self._exec(conn, policy_sql.SET_OUTCOME, policy_sql.outcome_args(ref, name, at, outcome, None))
             if idempotency is not None:
                 await self._exec(conn, idem.INSERT, idem.insert_args(idempotency, current, change))
                 await self._exec(conn, idem.PURGE, idem.purge_args(idempotency))

@@ -810,6 +810,9 @@ class SqliteStore:
             if change.audit is not None:
                 _insert_audit(conn, change.audit)
             _insert_events(conn, change.events)
+            if change.policy_outcome is not None:
+                at, outcome = change.policy_outcome
+                conn.execute(policy_sql.SET_OUTCOME, policy_sql.outcome_args(ref, name, at, outcome, None))
             if idempotency is not None:
                 conn.execute(idem.INSERT, idem.insert_args(idempotency, current, change))
                 conn.execute(idem.PURGE, idem.purge_args(idempotency))
