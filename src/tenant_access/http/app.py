@@ -213,7 +213,7 @@ class App:
             ctx = Context(request, params, version, self.use_cases, actor, route.operation, self.wire.success_status,
                           self.public_url)
             outcome: Outcome = await route.handler(ctx)
-            self._handled(outcome)
+            self.metrics.handled(outcome.kind, outcome.value)
             response = self._render(outcome, ctx)
             if version is not None and version.is_fallback:
                 response.header("x-served-api-version", version.served)
@@ -232,9 +232,6 @@ class App:
         method = scope.get("method", "-")
         await response.send(send, head=method == "HEAD")
         self._finished(method, operation, request, response.status, request_id, who, time.perf_counter() - started)
-
-    def _handled(self, outcome: Outcome) -> None:
-        self.metrics.handled(outcome.kind, outcome.value)
 
     def _finished(self, method: str, operation: str, request: Request | None, status: int, request_id: str, who: str,
                   elapsed: float) -> None:

@@ -240,7 +240,8 @@ class Authenticator:
         if (remembered is not None and remembered.service == ref.key and remembered.uid == config.principal_id
                 and remembered.version_id in (config.primary_version_id, config.secondary_version_id)
                 and now < remembered.expiry):
-            _check_key_expiry(secrets, remembered.version_id, now)
+            if secrets.expires_at != _NEVER:
+                _check_key_expiry(secrets, remembered.version_id, now)
             if self.usage is not None:
                 self.usage.record(remembered.version_id, now)
             return remembered.principal
@@ -257,7 +258,8 @@ class Authenticator:
         principal = Principal.for_sas(token.uid, ref.resource_id)
         if len(self._signatures) >= VERIFIED_TOKENS:
             self._signatures.pop(next(iter(self._signatures)))
-        _check_key_expiry(secrets, version_id, now)
+        if secrets.expires_at != _NEVER:
+            _check_key_expiry(secrets, version_id, now)
         self._signatures[value] = _VerifiedSignature(ref.key, token.uid, version_id, token.expiry, principal)
         if self.usage is not None:
             self.usage.record(version_id, now)
@@ -330,6 +332,10 @@ def build(settings: Settings, store: Store) -> Authenticator:
 
 def token_key_paths(raw: str | None) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in (raw or "").split(",") if p.strip())
+
+
+#: The keys' expiry without a rotation policy's expiryTime (checked inline: the common case costs no call).
+_NEVER = (None, None)
 
 
 def _check_key_expiry(secrets: Secrets, version_id: str, now: _dt.datetime) -> None:
