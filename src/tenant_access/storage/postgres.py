@@ -76,6 +76,7 @@ from tenant_access.storage.sql import (
     PRINCIPAL_SELECT,
     REENCRYPT_SELECT,
     REENCRYPT_UPDATE,
+    SECRETS_SELECT,
     SERVICE_COLUMNS,
     OpenedKeys,
     aad,
@@ -854,12 +855,12 @@ class PostgresStore:
         return config_from_row(row) if row else None
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
-        row = await self._read(lambda c: self._one(c, CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)))
+        row = await self._read(lambda c: self._one(c, SECRETS_SELECT + " AND c.name = ?", (*ref.key, name.value)))
         return self._secrets(row) if row else None
 
     async def read_secrets(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> Secrets | None:
         async def tx(conn: Conn) -> Secrets | None:
-            row = await self._one(conn, CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value))
+            row = await self._one(conn, SECRETS_SELECT + " AND c.name = ?", (*ref.key, name.value))
             if row is None:
                 return None
             await self._insert_record(conn, audit, durable=False)

@@ -46,10 +46,21 @@ def pyformat(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
-#: A configuration with its two current key versions and its rotation policy's document (NULL when
-#: it has none): the keys' expiry is read with the keys, so whatever holds them (the key caches)
-#: holds their expiry too, and follows a policy change exactly as it follows a rotation.
 CONFIG_SELECT = """
+SELECT s.subscription_id, s.resource_group, s.name, c.name, c.principal_id, c.enabled, c.etag,
+       c.created_at, c.updated_at, p.id, p.created_at, q.id, q.created_at, p.secret, q.secret, s.id
+FROM services s
+JOIN access_configs c ON c.service_id = s.id
+JOIN key_versions p ON p.id = c.primary_version_id
+JOIN key_versions q ON q.id = c.secondary_version_id
+WHERE s.subscription_key = ? AND s.resource_group_key = ? AND s.name_key = ?
+"""
+
+#: :data:`CONFIG_SELECT` plus the rotation policy's document (NULL when there is none), for the
+#: reads that hand keys out (listSecrets, the key caches): the keys' expiry is read with the keys,
+#: so whatever holds them holds their expiry too, and follows a policy change exactly as it
+#: follows a rotation. Changes read without it (their decisions do not depend on expiry).
+SECRETS_SELECT = """
 SELECT s.subscription_id, s.resource_group, s.name, c.name, c.principal_id, c.enabled, c.etag,
        c.created_at, c.updated_at, p.id, p.created_at, q.id, q.created_at, p.secret, q.secret, s.id, r.document
 FROM services s
@@ -126,8 +137,8 @@ class OpenedKeys:
         self._lifetimes: Memo[str, tuple[_dt.timedelta | None]] = Memo(max_entries)
 
     def secrets(self, cipher: _Cipher, row: Sequence[Any]) -> Secrets:
-        """A configuration row of :data:`CONFIG_SELECT` with its two keys opened, and their expiry
-        under its rotation policy's expiryTime."""
+        """A configuration row of :data:`SECRETS_SELECT` with its two keys opened, and their expiry
+        under its rotation policy's expiryTime (a row of :data:`CONFIG_SELECT`: keys without one)."""
         config = config_from_row(row)
         service_id = row[15]
         lifetime = self.lifetime(row[16]) if len(row) > 16 and row[16] is not None else None

@@ -85,6 +85,7 @@ from tenant_access.storage.sql import (
 from tenant_access.storage.sql import CHECK_AAD as _CHECK_AAD
 from tenant_access.storage.sql import CHECK_PLAINTEXT as _CHECK_PLAINTEXT
 from tenant_access.storage.sql import CONFIG_SELECT as _CONFIG_SELECT
+from tenant_access.storage.sql import SECRETS_SELECT as _SECRETS_SELECT
 from tenant_access.storage.sql import SERVICE_COLUMNS as _SERVICE_COLUMNS
 from tenant_access.storage.sql import aad as _aad
 from tenant_access.storage.sql import audit_from_row as _audit
@@ -693,7 +694,7 @@ class SqliteStore:
         return await self._configs.get_or_load((*ref.key, name.value), load)
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
-        row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
+        row = self._read(lambda c: c.execute(_SECRETS_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
         return self._secrets(row) if row else None
 
     def _unchanged(self) -> None:
@@ -734,7 +735,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> Secrets | None:
             found = self._written_cache(conn).get(key, float("inf"))
             if found is None:
-                row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
+                row = conn.execute(_SECRETS_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
                 if row is None:
                     return None
                 found = self._secrets(row)
