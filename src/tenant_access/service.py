@@ -166,11 +166,7 @@ class TenantAccess:
                                                                 service=ref))
         if found is None:
             raise _service_missing(ref)
-        expiry = await self.expiries(ref, name)
-        if expiry is not None:  # a rotation policy gives keys an expiry: listSecrets shows it
-            found = dataclasses.replace(found, expires_at=(found.config.primary_created_at + expiry,
-                                                           found.config.secondary_created_at + expiry))
-        return found
+        return found  # with the keys' expiry under a rotation policy, read with them
 
     async def replace_access(
         self, actor: Actor, ref: ServiceRef, name: AccessName, if_match: str | None, fields: dict[str, object]
@@ -340,17 +336,18 @@ class TenantAccess:
         key = "policy:" + hashlib.sha256(f"{target}\n{iso(due)}".encode()).hexdigest()
         claim = IdempotencyClaim(principal_key(POLICY_ACTOR), key, "policy.rotate", target, now)
 
+        outcome = f"rotated the {slot.value} key (due {iso(due)})"
+
         def decide(current: Secrets) -> AccessChange:
             if current.config.version_id(slot) != usage.slot(slot).version_id:
                 raise _ChangedMeanwhile  # another replica (or a person) rotated it: look again next pass
-            return access.regenerate(current, slot, now)
+            # The policy's outcome commits with the rotation: no crash can leave it stale.
+            return dataclasses.replace(access.regenerate(current, slot, now), policy_outcome=(now, outcome))
 
         try:
             await self._modify(POLICY_ACTOR, operation, ref, name, decide, idempotency=claim)
         except (IdempotentReplay, _ChangedMeanwhile):
             return "skipped: rotated by another replica, or changed meanwhile"
-        outcome = f"rotated the {slot.value} key (due {iso(due)})"
-        await self.store.set_policy_outcome(ref, name, now, outcome, None)
         return outcome
 
     def _policy_view(self, config: AccessConfig, found: PolicyRecord) -> policy.PolicyView:

@@ -158,6 +158,9 @@ class AccessChange:
     #: Events (``domain/events.py``) written to the outbox in that same transaction; or what makes
     #: them, called only if someone wants them (a rotation nobody subscribed to does not pay for them).
     events: tuple[Event, ...] | Callable[[], tuple[Event, ...]] = ()
+    #: A scheduled rotation's outcome for its rotation policy (when it ran, what it did), written in
+    #: that same transaction: a crash cannot leave the policy saying anything but what happened.
+    policy_outcome: tuple[_dt.datetime, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

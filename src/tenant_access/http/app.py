@@ -41,7 +41,6 @@ log = logging.getLogger("tenant_access.http")
 ANONYMOUS = Principal.anonymous()
 UNAUTHENTICATED = Actor("unauthenticated", "-", "-", "-", "-", "-")
 access_log = logging.getLogger("tenant_access.access")
-_POLICY_CHANGES = frozenset({"rotation_policy", "rotation_policy_deleted"})
 #: How many (method, path) pairs the router remembers, and for paths of at most how many bytes.
 KNOWN_PATHS = 8192
 MAX_KNOWN_PATH = 512
@@ -109,11 +108,7 @@ class App:
         self.on_started: Callable[[], None] | None = None
 
     def _wire_lifecycle(self, settings: Settings, store: Store) -> None:
-        """Key expiry, the rotation scheduler, usage metrics, refusal summaries and audit retention."""
-        from tenant_access.key_expiry import KeyExpiries
-
-        self.expiries = KeyExpiries(store)
-        self.auth.expiries = self.expiries
+        """The rotation scheduler, usage metrics, refusal summaries and audit retention."""
         from tenant_access.scheduler import Scheduler, SchedulerCollector
 
         self.scheduler = Scheduler(self.use_cases, self.clock, enabled=settings.scheduler)
@@ -238,7 +233,7 @@ class App:
             ctx = Context(request, params, version, self.use_cases, actor, route.operation, self.wire.success_status,
                           self.public_url)
             outcome: Outcome = await route.handler(ctx)
-            self._handled(outcome)
+            self.metrics.handled(outcome.kind, outcome.value)
             response = self._render(outcome, ctx)
             if version is not None and version.is_fallback:
                 response.header("x-served-api-version", version.served)
@@ -257,11 +252,6 @@ class App:
         method = scope.get("method", "-")
         await response.send(send, head=method == "HEAD")
         self._finished(method, operation, request, response.status, request_id, who, time.perf_counter() - started)
-
-    def _handled(self, outcome: Outcome) -> None:
-        self.metrics.handled(outcome.kind, outcome.value)
-        if outcome.kind in _POLICY_CHANGES:
-            self.expiries.forget()  # this replica sees a new key lifetime at once
 
     def _finished(self, method: str, operation: str, request: Request | None, status: int, request_id: str, who: str,
                   elapsed: float) -> None:

@@ -30,11 +30,10 @@ from pathlib import Path
 from tenant_access.clock import Clock
 from tenant_access.config import Settings
 from tenant_access.domain.errors import AuthenticationFailed, FieldError, Forbidden, TooManyRequests, ValidationFailed
-from tenant_access.domain.models import AccessConfig, AccessName, ServiceRef
+from tenant_access.domain.models import AccessName, Secrets, ServiceRef
 from tenant_access.http.challenges import Refusal, refusal
 from tenant_access.http.request import Request
 from tenant_access.http.routing import Route
-from tenant_access.key_expiry import KeyExpiries
 from tenant_access.memo import Memo
 from tenant_access.security import sas
 from tenant_access.security.authorization import Principal, Role, authorize
@@ -108,8 +107,6 @@ class Authenticator:
     clock: Clock = field(default_factory=Clock)
     #: Told of every accepted signature's key version (key usage, issue 14); ``None``: not counted.
     usage: UsageRecorder | None = None
-    #: Key lifetimes of rotation policies (``None``: keys never expire).
-    expiries: KeyExpiries | None = None
 
     async def authenticate(self, request: Request, route: Route, params: dict[str, str]) -> Principal:
         if request.repeats("authorization"):
@@ -245,8 +242,8 @@ class Authenticator:
         if (remembered is not None and remembered.service == ref.key and remembered.uid == config.principal_id
                 and remembered.version_id in (config.primary_version_id, config.secondary_version_id)
                 and now < remembered.expiry):
-            if self.expiries is not None and (self.expiries.stale or self.expiries.lifetime(ref.key, "access")):
-                await self._check_key_expiry(ref, config, remembered.version_id, now)
+            if secrets.expires_at != _NEVER:
+                _check_key_expiry(secrets, remembered.version_id, now)
             if self.usage is not None:
                 self.usage.record(remembered.version_id, now)
             return remembered.principal
@@ -263,27 +260,12 @@ class Authenticator:
         principal = Principal.for_sas(token.uid, ref.resource_id)
         if len(self._signatures) >= VERIFIED_TOKENS:
             self._signatures.pop(next(iter(self._signatures)))
-        if self.expiries is not None and (self.expiries.stale or self.expiries.lifetime(ref.key, "access")):
-            await self._check_key_expiry(ref, config, version_id, now)
+        if secrets.expires_at != _NEVER:
+            _check_key_expiry(secrets, version_id, now)
         self._signatures[value] = _VerifiedSignature(ref.key, token.uid, version_id, token.expiry, principal)
         if self.usage is not None:
             self.usage.record(version_id, now)
         return principal
-
-    async def _check_key_expiry(self, ref: ServiceRef, config: AccessConfig, version_id: str,
-                                now: _dt.datetime) -> None:
-        """A key past its rotation policy's expiryTime signs nothing (the reason is for the audit
-        record; the answer is the same as for any refused signature)."""
-        if self.expiries is None:
-            return
-        if self.expiries.stale:
-            await self.expiries.refresh()
-        lifetime = self.expiries.lifetime(ref.key, AccessName.ACCESS.value)
-        if lifetime is None:
-            return
-        created = config.primary_created_at if version_id == config.primary_version_id else config.secondary_created_at
-        if now >= created + lifetime:
-            raise InvalidCredential("sas: the key expired (rotation policy expiryTime)")
 
     def authorize(self, principal: Principal, route: Route, request: Request) -> None:
         """The decision is a pure function of principal, operation and path, so it is remembered
@@ -356,3 +338,16 @@ def build(settings: Settings, store: Store) -> Authenticator:
 
 def token_key_paths(raw: str | None) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in (raw or "").split(",") if p.strip())
+
+
+#: The keys' expiry without a rotation policy's expiryTime (checked inline: the common case costs no call).
+_NEVER = (None, None)
+
+
+def _check_key_expiry(secrets: Secrets, version_id: str, now: _dt.datetime) -> None:
+    """A key past its rotation policy's expiryTime signs nothing (the reason is for the audit
+    record; the answer is the same as for any refused signature). The expiry came with the keys,
+    from the same cached read, so it costs nothing more and follows a policy change as the keys do."""
+    expires = secrets.expires_at[0 if version_id == secrets.config.primary_version_id else 1]
+    if expires is not None and now >= expires:
+        raise InvalidCredential("sas: the key expired (rotation policy expiryTime)")

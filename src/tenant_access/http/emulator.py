@@ -258,7 +258,6 @@ class Emulator:
             app.refusals.forget()  # their records are gone with the rest
             faults.clear()
             app.usage.forget()  # counts of keys that are gone
-            app.expiries.forget()
             app.clock.reset()  # a reset state starts at real time: no test inherits another's moved clock
             log.info("emulator reset by %s (request %s): every service, key and audit record was deleted",
                         ctx.actor.principal, ctx.actor.request_id)

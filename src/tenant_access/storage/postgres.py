@@ -76,6 +76,7 @@ from tenant_access.storage.sql import (
     PRINCIPAL_SELECT,
     REENCRYPT_SELECT,
     REENCRYPT_UPDATE,
+    SECRETS_SELECT,
     SERVICE_COLUMNS,
     OpenedKeys,
     aad,
@@ -639,9 +640,13 @@ class PostgresStore:
                 return None
             await self._exec(conn, policy_sql.UPSERT, policy_sql.upsert_args(found[0], name, document, now))
             await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            # The keys' expiry is cached with the keys: every replica drops them.
+            await self._notify(conn, ref, name, None)
             return policy_sql.from_row(await self._one(conn, policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)))
 
-        return await self._write(tx)
+        stored = await self._write(tx)
+        self._invalidate(ref, name)
+        return stored
 
     async def get_rotation_policy(self, ref: ServiceRef, name: AccessName) -> policy_sql.PolicyRecord | None:
         row = await self._read(lambda conn: self._one(conn, policy_sql.SELECT_ONE, policy_sql.one_args(ref, name)))
@@ -656,9 +661,12 @@ class PostgresStore:
             if cur.rowcount == 0:
                 return False
             await self._exec(conn, AUDIT_INSERT, audit_args(audit))
+            await self._notify(conn, ref, name, None)  # the keys' expiry is cached with the keys
             return True
 
-        return await self._write(tx)
+        deleted: bool = await self._write(tx)
+        self._invalidate(ref, name)
+        return deleted
 
     async def list_rotation_policies(self) -> list[policy_sql.PolicyRecord]:
         rows = await self._read(lambda conn: self._all(conn, policy_sql.SELECT_ALL, ()))
@@ -866,12 +874,12 @@ class PostgresStore:
         return config_from_row(row) if row else None
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
-        row = await self._read(lambda c: self._one(c, CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)))
+        row = await self._read(lambda c: self._one(c, SECRETS_SELECT + " AND c.name = ?", (*ref.key, name.value)))
         return self._secrets(row) if row else None
 
     async def read_secrets(self, ref: ServiceRef, name: AccessName, audit: AuditEvent) -> Secrets | None:
         async def tx(conn: Conn) -> Secrets | None:
-            row = await self._one(conn, CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value))
+            row = await self._one(conn, SECRETS_SELECT + " AND c.name = ?", (*ref.key, name.value))
             if row is None:
                 return None
             await self._insert_record(conn, audit, durable=False)
@@ -954,6 +962,9 @@ class PostgresStore:
             if change.audit is not None:
                 await self._exec(conn, AUDIT_INSERT, audit_args(change.audit))
             await self._insert_events(conn, ref, change.events)
+            if change.policy_outcome is not None:
+                at, outcome = change.policy_outcome
+                await self._exec(conn, policy_sql.SET_OUTCOME, policy_sql.outcome_args(ref, name, at, outcome, None))
             if idempotency is not None:
                 await self._exec(conn, idem.INSERT, idem.insert_args(idempotency, current, change))
                 await self._exec(conn, idem.PURGE, idem.purge_args(idempotency))

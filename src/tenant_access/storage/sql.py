@@ -73,6 +73,21 @@ JOIN key_versions q ON q.id = c.secondary_version_id
 WHERE s.subscription_key = ? AND s.resource_group_key = ? AND s.name_key = ?
 """
 
+#: :data:`CONFIG_SELECT` plus the rotation policy's document (NULL when there is none), for the
+#: reads that hand keys out (listSecrets, the key caches): the keys' expiry is read with the keys,
+#: so whatever holds them holds their expiry too, and follows a policy change exactly as it
+#: follows a rotation. Changes read without it (their decisions do not depend on expiry).
+SECRETS_SELECT = """
+SELECT s.subscription_id, s.resource_group, s.name, c.name, c.principal_id, c.enabled, c.etag,
+       c.created_at, c.updated_at, p.id, p.created_at, q.id, q.created_at, p.secret, q.secret, s.id, r.document
+FROM services s
+JOIN access_configs c ON c.service_id = s.id
+JOIN key_versions p ON p.id = c.primary_version_id
+JOIN key_versions q ON q.id = c.secondary_version_id
+LEFT JOIN rotation_policies r ON r.service_id = s.id AND r.access_name = c.name
+WHERE s.subscription_key = ? AND s.resource_group_key = ? AND s.name_key = ?
+"""
+
 SERVICE_COLUMNS = (
     "subscription_id, resource_group, name, location, sku_name, sku_capacity, publisher_email, "
     "publisher_name, tags, etag, created_at, updated_at"
@@ -135,16 +150,31 @@ class OpenedKeys:
 
     def __init__(self, max_entries: int = 512) -> None:
         self._keys: Memo[tuple[str, bytes], str] = Memo(max_entries)
+        #: Key lifetimes by policy document text (a document is parsed once, not once per load).
+        self._lifetimes: Memo[str, tuple[_dt.timedelta | None]] = Memo(max_entries)
 
     def secrets(self, cipher: _Cipher, row: Sequence[Any]) -> Secrets:
-        """A configuration row of :data:`CONFIG_SELECT` with its two keys opened."""
+        """A configuration row of :data:`SECRETS_SELECT` with its two keys opened, and their expiry
+        under its rotation policy's expiryTime (a row of :data:`CONFIG_SELECT`: keys without one)."""
         config = config_from_row(row)
         service_id = row[15]
+        lifetime = self.lifetime(row[16]) if len(row) > 16 and row[16] is not None else None
         return Secrets(
             config,
             self.open(cipher, row[13], service_id, config.name, KeySlot.PRIMARY, config.primary_version_id),
             self.open(cipher, row[14], service_id, config.name, KeySlot.SECONDARY, config.secondary_version_id),
+            (None, None) if lifetime is None else (config.primary_created_at + lifetime,
+                                                   config.secondary_created_at + lifetime),
         )
+
+    def lifetime(self, document: str) -> _dt.timedelta | None:
+        """How long keys live under the policy ``document`` (its expiryTime); None: forever."""
+        known = self._lifetimes.get(document)
+        if known is None:
+            from tenant_access.domain.policy import load
+
+            known = self._lifetimes.remember(document, (load(json.loads(document)).expiry,))
+        return known[0]
 
     def open(self, cipher: _Cipher, token: str | None, service_id: str, name: AccessName, slot: KeySlot,
              version_id: str) -> str:

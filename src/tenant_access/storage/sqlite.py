@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -87,6 +88,7 @@ from tenant_access.storage.sql import (
 from tenant_access.storage.sql import CHECK_AAD as _CHECK_AAD
 from tenant_access.storage.sql import CHECK_PLAINTEXT as _CHECK_PLAINTEXT
 from tenant_access.storage.sql import CONFIG_SELECT as _CONFIG_SELECT
+from tenant_access.storage.sql import SECRETS_SELECT as _SECRETS_SELECT
 from tenant_access.storage.sql import SERVICE_COLUMNS as _SERVICE_COLUMNS
 from tenant_access.storage.sql import aad as _aad
 from tenant_access.storage.sql import audit_from_row as _audit
@@ -825,7 +827,7 @@ class SqliteStore:
         return await self._configs.get_or_load((*ref.key, name.value), load)
 
     async def get_secrets(self, ref: ServiceRef, name: AccessName) -> Secrets | None:
-        row = self._read(lambda c: c.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
+        row = self._read(lambda c: c.execute(_SECRETS_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone())
         return self._secrets(row) if row else None
 
     def _unchanged(self) -> None:
@@ -879,10 +881,11 @@ class SqliteStore:
         own records of reads, which empty the reader's caches, leave this one warm."""
         found = self._written.get(key, float("inf"))
         if found is None:
-            row = conn.execute(_CONFIG_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
+            row = conn.execute(_SECRETS_SELECT + " AND c.name = ?", (*ref.key, name.value)).fetchone()
             if row is None:
                 return None
-            found = _Current(self._secrets(row), row[15])
+            lifetime = self._opened.lifetime(row[16]) if row[16] is not None else None
+            found = _Current(self._secrets(row), row[15], lifetime)
             self._written.put(self._written.ticket(key), found)
         return found
 
@@ -942,13 +945,20 @@ class SqliteStore:
             if change.audit is not None:
                 _insert_audit(conn, change.audit)
             _insert_events(conn, ref, change.events, every=self.all_events)
+            if change.policy_outcome is not None:
+                at, outcome = change.policy_outcome
+                conn.execute(policy_sql.SET_OUTCOME, policy_sql.outcome_args(ref, name, at, outcome, None))
             if idempotency is not None:
                 conn.execute(idem.INSERT, idem.insert_args(idempotency, current, change))
                 conn.execute(idem.PURGE, idem.purge_args(idempotency))
             # What was just written, without reading it back: the last step, so a failure above
             # leaves the cache as it was (and a transaction that fails as a whole empties it).
             changed = applied(current, change)
-            self._written.put(self._written.ticket(key), _Current(changed, service_id))
+            if stored.lifetime is not None:  # a policy's expiryTime: keys expire that long after their creation
+                changed = dataclasses.replace(changed, expires_at=(
+                    changed.config.primary_created_at + stored.lifetime,
+                    changed.config.secondary_created_at + stored.lifetime))
+            self._written.put(self._written.ticket(key), _Current(changed, service_id, stored.lifetime))
             return changed.config
 
         return await self._write(tx, keeps_written=True)
@@ -960,6 +970,8 @@ class _Current:
 
     secrets: Secrets
     service_id: str
+    #: How long its keys live under its rotation policy's expiryTime (None: forever).
+    lifetime: _dt.timedelta | None = None
 
 
 def _build_new(path: Path) -> None:
