@@ -6,6 +6,7 @@ Real stores on real files; the "other process" is a second SQLite connection to 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 import sqlite3
 import threading
@@ -234,5 +235,25 @@ def test_rotations_in_one_group_commit_build_on_each_other(tmp_path: Path) -> No
         assert stored is not None
         assert stored.config.secondary_version_id in chain.values()
         assert stored.config.secondary_version_id not in chain
+
+    _run(tmp_path, scenario)
+
+
+def test_the_expiry_of_a_rotated_key_is_known_without_reading_it_back(tmp_path: Path) -> None:
+    """listSecrets after a rotation answers from the state the rotation wrote: under a policy
+    with an expiryTime, the new key must carry its expiry exactly as a fresh read gives it."""
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        await app.put_rotation_policy(ACTOR, REF, AccessName.ACCESS, {
+            "lifetimeActions": [], "attributes": {"expiryTime": "P30D"}, "gracePeriod": "PT1H"})
+        before = await app.list_secrets(ACTOR, REF, AccessName.ACCESS)
+        assert before.expires_at[1] is not None
+        rotation = await app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS,
+                                            KeySlot.SECONDARY)
+        remembered = await app.list_secrets(ACTOR, REF, AccessName.ACCESS)
+        fresh = await store.get_secrets(REF, AccessName.ACCESS)
+        assert fresh is not None
+        assert remembered.expires_at == fresh.expires_at
+        assert remembered.expires_at[1] == rotation.version.created_at + dt.timedelta(days=30)
+        assert remembered.expires_at[0] == before.expires_at[0]
 
     _run(tmp_path, scenario)
