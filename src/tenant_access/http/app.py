@@ -7,6 +7,7 @@ reach a client, because every answer is built by the active wire format.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -153,11 +154,11 @@ class App:
 
     async def startup(self) -> None:
         if not self._opened:
-            # Beside the opening of the store rather than before the first answer (see
-            # Authenticator.warm): its imports run while this thread waits for fsyncs and SQLite,
-            # which work without the interpreter lock. A daemon: a stop right after the start never
-            # waits for it.
-            threading.Thread(target=self.auth.warm, name="tenant-access-warm-up", daemon=True).start()
+            # Beside the opening of the store (see Authenticator.warm): its imports run while this
+            # thread waits for fsyncs and SQLite, which work without the interpreter lock. Joined
+            # before the server answers anything: a first call must not pay for it either.
+            warm_up = threading.Thread(target=self.auth.warm, name="tenant-access-warm-up", daemon=True)
+            warm_up.start()
             await self.store.open()
             self._opened = True
             self.refusals.start()
@@ -165,6 +166,7 @@ class App:
             self.usage.start()
             self.scheduler.start()
             self.delivery.start()
+            await asyncio.to_thread(warm_up.join)
             if self.on_started is not None:
                 self.on_started()
 

@@ -162,8 +162,7 @@ class Authenticator:
         """Load what the first request would otherwise load (PyJWT, the HMAC and SAS code paths), so
         that the first call after start is as fast as any other. It costs a few tens of
         milliseconds, so the server runs it on a thread of its own while it opens the store
-        (:meth:`~tenant_access.http.app.App.startup`): the first answer does not wait for it, and a
-        first bearer token arriving meanwhile waits only for what is left of PyJWT's import."""
+        (:meth:`~tenant_access.http.app.App.startup`), and waits for it before answering."""
         if self.verifier is None:
             return
         import jwt  # noqa: F401
