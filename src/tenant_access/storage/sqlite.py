@@ -400,11 +400,14 @@ class SqliteStore:
                 loop.call_soon_threadsafe(self._committed, batch, outcomes)
 
     def _committed(self, batch: list[_Job], outcomes: list[tuple[BaseException | None, Any]]) -> None:
-        # The next group first: its fsync then overlaps with answering this one.
-        if self._on_loop:
-            self._commit_on_loop()
-        for job, (error, result) in zip(batch, outcomes, strict=True):
-            _deliver(job.future, error, result)
+        # The next group first: its fsync then overlaps with answering this one (which is answered
+        # whatever happens to the next).
+        try:
+            if self._on_loop:
+                self._commit_on_loop()
+        finally:
+            for job, (error, result) in zip(batch, outcomes, strict=True):
+                _deliver(job.future, error, result)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True,
                      one_statement: bool = False, off_loop: bool = False, keeps_written: bool = False) -> T:
