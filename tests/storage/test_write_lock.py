@@ -69,3 +69,46 @@ def test_a_store_waits_for_another_holder_and_then_writes(tmp_path: Path) -> Non
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_waiter_goes_first(tmp_path: Path) -> None:
+    """The holder that lets go and at once tries again must not pass a process already waiting
+    (without the turnstile, two workers on one file saw p99s above 100 ms)."""
+    a, b = WriteLock(tmp_path / "x.db"), WriteLock(tmp_path / "x.db")
+    a.open()
+    b.open()
+    try:
+        assert a.try_acquire()
+        got: list[bool] = []
+        waiter = threading.Thread(target=lambda: got.append(b.acquire(5)))
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (tmp_path / "x.db-lock-turn").exists() and not _turnstile_taken(tmp_path):
+            time.sleep(0.001)
+        a.release()
+        assert not a.try_acquire()  # b is at the turnstile, or already holds the lock
+        waiter.join(5)
+        assert got == [True]
+        b.release()
+        assert a.try_acquire()
+        a.release()
+    finally:
+        a.close()
+        b.close()
+
+
+def _turnstile_taken(tmp_path: Path) -> bool:
+    probe = WriteLock(tmp_path / "x.db")
+    probe.open()
+    try:
+        import fcntl
+
+        assert probe._turn is not None
+        try:
+            fcntl.flock(probe._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(probe._turn, fcntl.LOCK_UN)
+        return False
+    finally:
+        probe.close()
