@@ -138,6 +138,13 @@ def aad(service_id: str, name: AccessName, slot: KeySlot, version_id: str) -> by
     return f"tenant-access/key-version/{version_id}/{service_id}/{name}/{slot}".encode()
 
 
+def expiry(config: AccessConfig, lifetime: _dt.timedelta | None) -> tuple[_dt.datetime | None, _dt.datetime | None]:
+    """When each key of ``config`` expires under a policy whose keys live ``lifetime`` (None: never)."""
+    if lifetime is None:
+        return (None, None)
+    return (config.primary_created_at + lifetime, config.secondary_created_at + lifetime)
+
+
 class OpenedKeys:
     """Keys already decrypted, by their exact ciphertext and associated data.
 
@@ -163,8 +170,7 @@ class OpenedKeys:
             config,
             self.open(cipher, row[13], service_id, config.name, KeySlot.PRIMARY, config.primary_version_id),
             self.open(cipher, row[14], service_id, config.name, KeySlot.SECONDARY, config.secondary_version_id),
-            (None, None) if lifetime is None else (config.primary_created_at + lifetime,
-                                                   config.secondary_created_at + lifetime),
+            expiry(config, lifetime),
         )
 
     def lifetime(self, document: str) -> _dt.timedelta | None:

@@ -78,6 +78,7 @@ from tenant_access.storage.sql import (
     audit_sql,
     count_sql,
     delete_sql,
+    expiry,
     principal_from_row,
     principal_key,
     reencrypted,
@@ -958,9 +959,7 @@ class SqliteStore:
             # leaves the cache as it was (and a transaction that fails as a whole empties it).
             changed = applied(current, change)
             if stored.lifetime is not None:  # a policy's expiryTime: keys expire that long after their creation
-                changed = dataclasses.replace(changed, expires_at=(
-                    changed.config.primary_created_at + stored.lifetime,
-                    changed.config.secondary_created_at + stored.lifetime))
+                changed = dataclasses.replace(changed, expires_at=expiry(changed.config, stored.lifetime))
             self._written.put(self._written.ticket(key), _Current(changed, service_id, stored.lifetime))
             return changed.config
 
