@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import IO, Any
 
 from tenant_access.config import Settings
@@ -116,12 +116,24 @@ def child_main() -> None:
 
     settings, _ = decode_settings(sys.stdin.buffer.readline())
     server.configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_serve_until_stopped(settings, watch_parent=True))
+    _run(_serve_until_stopped(settings, watch_parent=True))
 
 
 def run_standalone(settings: Settings) -> None:
     """``tenant-access events deliver``: until SIGTERM or Ctrl-C."""
-    asyncio.run(_serve_until_stopped(settings, watch_parent=False))
+    _run(_serve_until_stopped(settings, watch_parent=False))
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """On uvloop where it is installed, as the server runs: with the standard loop one delivery's
+    exchange cost 79 µs of CPU against 67 (the sender alone, against the benchmark's receiver)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 async def _serve_until_stopped(settings: Settings, *, watch_parent: bool) -> None:

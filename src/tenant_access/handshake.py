@@ -15,8 +15,6 @@ import json
 import secrets
 from urllib.parse import urlsplit
 
-import httpx
-
 from tenant_access import events_net
 from tenant_access.domain import events
 from tenant_access.domain.errors import FieldError, ValidationFailed
@@ -48,7 +46,7 @@ async def check(sub: EventSubscription, public_url: str, *, timeout: float, allo
                                f"origin in WebHook-Allowed-Origin (expected {origin} or *)")
     except events_net.Refused as exc:
         raise _refused(str(exc)) from None
-    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+    except events_net.FAILURES as exc:
         raise _refused(f"it did not answer the handshake ({type(exc).__name__})") from None
 
 

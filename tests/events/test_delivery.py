@@ -9,6 +9,7 @@ import datetime as _dt
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tenant_access import events_net
 from tenant_access.delivery import Deliverer, DeliveryPolicy
@@ -44,6 +45,16 @@ async def _rounds(deliverer: Deliverer, count: int = 3) -> None:
         await deliverer.drain()
 
 
+#: The scenario's deliverers, stopped when it ends (each holds an HTTP connection pool).
+_STARTED: list[Deliverer] = []
+
+
+def _deliverer(*args: Any) -> Deliverer:
+    deliverer = Deliverer(*args)
+    _STARTED.append(deliverer)
+    return deliverer
+
+
 def _run(open_store: Callable[[], Store], scenario: Callable[[TenantAccess], object]) -> None:
     async def main() -> None:
         store = open_store()
@@ -51,6 +62,8 @@ def _run(open_store: Callable[[], Store], scenario: Callable[[TenantAccess], obj
         try:
             await scenario(TenantAccess(store))  # type: ignore[misc]
         finally:
+            while _STARTED:
+                await _STARTED.pop().stop()
             await store.close()
 
     asyncio.run(main())
@@ -61,7 +74,7 @@ def test_deliveries_are_signed_in_order_and_carry_stable_ids(open_store: Callabl
         with Receiver() as receiver:
             await _service(app, receiver.url)
             versions = [await _rotate(app) for _ in range(5)]
-            deliverer = Deliverer(app.store, DeliveryPolicy(allow_private=True))
+            deliverer = _deliverer(app.store, DeliveryPolicy(allow_private=True))
             await _rounds(deliverer, 8)
             posts = receiver.posts()
             sent = [json.loads(p.body) for p in posts]
@@ -85,7 +98,7 @@ def test_always_500_is_dead_lettered_after_the_retry_window_then_redelivered(
             clock = Clock()
             clock.now = _dt.datetime.now(_dt.UTC)
             policy = DeliveryPolicy(allow_private=True, retry_window=3600, backoff_base=60, backoff_max=900)
-            deliverer = Deliverer(app.store, policy, clock)
+            deliverer = _deliverer(app.store, policy, clock)
             attempts = 0
             for _ in range(40):
                 await _rounds(deliverer, 1)
@@ -121,7 +134,7 @@ def test_retry_after_is_honoured_and_429_retried(open_store: Callable[[], Store]
             await _rotate(app)
             clock = Clock()
             clock.now = _dt.datetime.now(_dt.UTC)
-            deliverer = Deliverer(app.store, DeliveryPolicy(allow_private=True, backoff_base=1), clock)
+            deliverer = _deliverer(app.store, DeliveryPolicy(allow_private=True, backoff_base=1), clock)
             await _rounds(deliverer)
             assert len(receiver.posts()) == 1
             clock.move(100)
@@ -142,7 +155,7 @@ def test_a_redirect_is_not_followed(open_store: Callable[[], Store]) -> None:
             receiver.behaviour.location = target.url
             await _service(app, receiver.url)
             await _rotate(app)
-            deliverer = Deliverer(app.store, DeliveryPolicy(allow_private=True))
+            deliverer = _deliverer(app.store, DeliveryPolicy(allow_private=True))
             await _rounds(deliverer)
             assert len(receiver.posts()) == 1
             assert target.posts() == []
@@ -163,7 +176,7 @@ def test_a_slow_destination_does_not_delay_another(open_store: Callable[[], Stor
                 await _service(app, f"http://127.0.0.1:{silent.getsockname()[1]}/slow", name="slow")
                 await _service(app, fast.url, name="fast")
                 await _rotate(app)
-                deliverer = Deliverer(app.store, DeliveryPolicy(allow_private=True, attempt_timeout=5))
+                deliverer = _deliverer(app.store, DeliveryPolicy(allow_private=True, attempt_timeout=5))
                 began = time.monotonic()
                 await deliverer.run_once()
                 while not fast.posts() and time.monotonic() - began < 4:
