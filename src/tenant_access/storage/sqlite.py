@@ -95,7 +95,7 @@ from tenant_access.storage.sql import aad as _aad
 from tenant_access.storage.sql import audit_from_row as _audit
 from tenant_access.storage.sql import config_from_row as _config
 from tenant_access.storage.sql import service_from_row as _service
-from tenant_access.storage.write_lock import WriteLock
+from tenant_access.storage.write_lock import Request, WriteLock
 
 log = logging.getLogger("tenant_access.storage")
 T = TypeVar("T")
@@ -113,10 +113,11 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class _Job:
-    __slots__ = ("durable", "fn", "future", "keeps_written", "loop", "one_statement")
+    __slots__ = ("durable", "fn", "future", "keeps_written", "loop", "one_statement", "polite")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop,
-                 durable: bool = True, one_statement: bool = False, keeps_written: bool = False) -> None:
+                 durable: bool = True, one_statement: bool = False, keeps_written: bool = False,
+                 polite: bool = False) -> None:
         self.fn = fn
         self.loop = loop
         self.durable = durable
@@ -126,6 +127,8 @@ class _Job:
         #: Writes with exactly one statement, its last step: SQLite undoes a failed statement by
         #: itself, so the job needs no savepoint of its own.
         self.one_statement = one_statement
+        #: Can wait for the request path of other processes (see write_lock.POLITE_WAIT).
+        self.polite = polite
         self.future: asyncio.Future[Any] = loop.create_future()
 
 
@@ -177,6 +180,10 @@ class SqliteStore:
         self._on_loop: list[_Job] = []
         #: Set by the event loop when it found the writer busy: the writer calls it back when done.
         self._call_back = False
+        #: The event loop's wait for the write lock that another process holds (see _commit_on_loop).
+        self._lock_wait: Request | None = None
+        self._lock_deadline: asyncio.TimerHandle | None = None
+        self._closing = False
 
     def describe(self) -> str:
         return f"sqlite {self.path}"
@@ -213,6 +220,11 @@ class SqliteStore:
         self._committer.start()
 
     async def close(self) -> None:
+        self._closing = True
+        if self._lock_wait is not None and self._lock_wait.withdraw():
+            self._lock_wait = None
+            self._writing.release()
+            self._hand_over()  # answered by the writer thread (which is stopping: unavailable)
         if self._committer is not None:
             self._commits.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._committer.join, 10)
@@ -267,10 +279,11 @@ class SqliteStore:
                 self._loop.call_soon_threadsafe(self._commit_on_loop)
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[_Job], on_loop: bool,
-                     commit: bool = True) -> list[tuple[BaseException | None, Any]] | None:
+                     commit: bool = True, held: bool = False) -> list[tuple[BaseException | None, Any]] | None:
         """Run ``batch`` in one transaction, each job in its own savepoint; answers each job's
         outcome. ``on_loop``, it does not wait for the write lock: it answers ``None`` at once,
-        having done nothing, when another process holds it. The caller holds ``_writing``.
+        having done nothing, when another process holds it (``held``: the caller has taken it).
+        The caller holds ``_writing``.
 
         Whichever commit takes the log past 1,000 pages runs SQLite's automatic checkpoint, the
         event loop's included (a few milliseconds, with ids that append to their indexes). Leaving
@@ -281,7 +294,8 @@ class SqliteStore:
         Without ``commit`` the transaction is left open when it has something to commit (the
         caller hands its COMMIT to the committer thread: see _commit_on_loop)."""
         outcomes: list[tuple[BaseException | None, Any]] = []
-        locked = self._lock.try_acquire() if on_loop else self._lock.acquire(BUSY_TIMEOUT_MS / 1000)
+        locked = held or (self._lock.try_acquire() if on_loop else self._lock.acquire(
+            BUSY_TIMEOUT_MS / 1000, polite=all(job.polite for job in batch)))
         if on_loop and not locked:
             return None  # another process of ours is writing: the writer thread waits for it
         try:
@@ -411,7 +425,8 @@ class SqliteStore:
                 _deliver(job.future, error, result)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True,
-                     one_statement: bool = False, off_loop: bool = False, keeps_written: bool = False) -> T:
+                     one_statement: bool = False, off_loop: bool = False, keeps_written: bool = False,
+                     polite: bool = False) -> T:
         """``fn`` run in a write transaction; answered after its commit. Not cancelled with the
         caller: a queued job runs anyway and its outcome is dropped.
 
@@ -423,58 +438,105 @@ class SqliteStore:
         if self._thread is None:
             raise ServiceUnavailable("The store is not open.")
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop, durable, one_statement, keeps_written)
+        job = _Job(fn, loop, durable, one_statement, keeps_written, polite)
         if (durable and not keeps_written) or loop is not self._loop or off_loop:
             self._queue.put(job)
         else:
             self._on_loop.append(job)
             if len(self._on_loop) == 1:
                 # One more turn of the loop first: the requests that arrived meanwhile join this commit.
-                loop.call_soon(loop.call_soon, self._commit_on_loop)
+                loop.call_soon(self._commit_next_turn, loop)
         result: T = await job.future
         return result
 
-    def _commit_on_loop(self) -> None:
+    def _commit_on_loop(self, *, granted: bool = False) -> None:
         """Run the writes gathered during one loop iteration, here, in one transaction (group
         commit): those that need no fsync are committed here too; a transaction with a change in
         it goes to the committer thread for its COMMIT (the fsync), holding ``_writing`` until
         that is done, and the next group waits for it.
 
         While the writer thread is writing they wait for it to call back (waiting here would stop
-        the event loop); when another process holds the write lock they go to the writer thread,
-        which can wait for it."""
+        the event loop). When another process holds the write lock, the lock's waiter thread waits
+        for it (write_lock.WriteLock.request) while the loop goes on serving, ``_writing`` held;
+        the group, with whatever joined it meanwhile, runs here once the lock is ``granted``."""
+        if self._lock_wait is not None and not granted:
+            return  # runs when the lock comes
         batch = self._on_loop
-        if not batch:
-            return
-        if not self._writing.acquire(blocking=False):
-            self._call_back = True
-            # Checked again after asking: the writer may have let go in between, and then it would
-            # never call back.
-            if not self._writing.acquire(blocking=False):
+        if not granted:
+            if not batch:
                 return
+            if not self._writing.acquire(blocking=False):
+                self._call_back = True
+                # Checked again after asking: the writer may have let go in between, and then it
+                # would never call back.
+                if not self._writing.acquire(blocking=False):
+                    return
         self._on_loop = []
         outcomes: list[tuple[BaseException | None, Any]] | None = [
             (ServiceUnavailable("The store is not open."), None)] * len(batch)
-        handed = False
+        keep_writing = False
         try:
             conn = self._conn
-            if conn is not None and self._committer is not None:  # not closed since these were accepted
+            if batch and conn is not None and self._committer is not None and not self._closing:
                 durable = any(job.durable for job in batch)
-                outcomes = self._transaction(conn, batch, on_loop=True, commit=not durable)
+                outcomes = self._transaction(conn, batch, on_loop=True, commit=not durable, held=granted)
+                if outcomes is None and not granted:
+                    self._on_loop = batch + self._on_loop
+                    self._wait_for_lock(batch[0].loop)
+                    keep_writing = True
+                    return
                 if outcomes is not None and conn.in_transaction:
                     self._commits.put((batch, outcomes))
-                    handed = True
+                    keep_writing = True  # the committer lets go after COMMIT
+                    return
+            elif granted:
+                self._lock.release()
         finally:
-            if not handed:
+            if not keep_writing:
                 self._writing.release()
-        if handed:
-            return
         if outcomes is None:
+            # Granted our lock, yet SQLite's is taken (a process that does not take ours: an older
+            # build, the sqlite3 shell): the writer thread waits for it in SQLite's busy handler.
             self._on_loop = batch + self._on_loop
             self._hand_over()
             return
         for job, (error, result) in zip(batch, outcomes, strict=True):
             _deliver(job.future, error, result)
+
+    def _commit_next_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.call_soon(self._commit_on_loop)
+
+    def _wait_for_lock(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have the lock's waiter thread wait for another process to let go (see _commit_on_loop);
+        after the busy timeout the group goes to the writer thread, which reports a lock held too
+        long as the writer always has."""
+        def on_granted(request: Request) -> None:  # on the waiter thread, holding the lock
+            try:
+                loop.call_soon_threadsafe(self._granted, request)
+            except RuntimeError:  # the loop is closed: nobody will write
+                self._lock.release()
+
+        request = self._lock.request(on_granted)
+        self._lock_wait = request
+        self._lock_deadline = loop.call_later(BUSY_TIMEOUT_MS / 1000, self._lock_timed_out, request)
+
+    def _granted(self, request: Request) -> None:
+        if self._lock_wait is not request:
+            self._lock.release()
+            return
+        self._lock_wait = None
+        if self._lock_deadline is not None:
+            self._lock_deadline.cancel()
+            self._lock_deadline = None
+        self._commit_on_loop(granted=True)
+
+    def _lock_timed_out(self, request: Request) -> None:
+        self._lock_deadline = None
+        if self._lock_wait is not request or not request.withdraw():
+            return  # granted meanwhile: _granted runs next
+        self._lock_wait = None
+        self._writing.release()
+        self._hand_over()
 
     def _hand_over(self) -> None:
         batch, self._on_loop = self._on_loop, []
@@ -599,9 +661,10 @@ class SqliteStore:
         ones (a subscription change and its audit record: acknowledged only once on disk)."""
         if write:
             # On the writer thread, not the event loop: a claim over a long queue must not hold
-            # up requests; committed without fsync like the on-loop writes.
+            # up requests; committed without fsync like the on-loop writes; polite (write_lock.py):
+            # they wait for the request path of other processes, not it for them.
             return await self._write(lambda conn: outbox.drive(op(outbox.SqliteQ(conn))),
-                                     durable=durable, off_loop=True)
+                                     durable=durable, off_loop=True, polite=not durable)
         return self._read(lambda conn: outbox.drive(op(outbox.SqliteQ(conn))))
 
     # -- audit ------------------------------------------------------------------------------------

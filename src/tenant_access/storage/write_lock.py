@@ -16,13 +16,24 @@ again before another, polling, noticed it was free (two workers on one file: p99
 holds it while it waits: whoever wants the lock next must pass the turnstile, which is held by the
 one already waiting. The turnstile is let go as soon as the lock is taken, and is always taken
 before the lock, never while holding it, so the two cannot deadlock.
+
+Waiting at the turnstile has a price for the holder: while a waiter holds it, every other
+process's event loop finds the lock taken and hands its rotations to its writer thread, which
+then waits its turn too. Writes that can wait (the event delivery process's claims and delivered
+marks) first wait *politely*: they poll the lock alone, without the turnstile, for up to
+:data:`POLITE_WAIT`, and get in between the request path's commits; only then do they queue at
+the turnstile, so they are never starved. (One subscription, one connection: the delivery
+process's waits at the turnstile had made half of the server's rotations take that detour.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 try:
@@ -49,12 +60,46 @@ def _poll(fd: int, deadline: float) -> bool:
     return True
 
 
+#: How long a polite waiter polls the lock alone before it queues at the turnstile.
+POLITE_WAIT = 0.05
+
+
+class Request:
+    """A wait for the lock on the waiter thread (:meth:`WriteLock.request`)."""
+
+    __slots__ = ("_granted", "_mutex", "_withdrawn", "on_granted")
+
+    def __init__(self, on_granted: Callable[[Request], None]) -> None:
+        self.on_granted = on_granted
+        self._mutex = threading.Lock()
+        self._granted = False
+        self._withdrawn = False
+
+    def withdraw(self) -> bool:
+        """Give up the wait: True if it was still waiting (the lock, if it comes, is let go at
+        once); False if the lock was already granted (``on_granted`` has run or is running)."""
+        with self._mutex:
+            if self._granted:
+                return False
+            self._withdrawn = True
+            return True
+
+    def _grant(self) -> bool:
+        with self._mutex:
+            if self._withdrawn:
+                return False
+            self._granted = True
+            return True
+
+
 class WriteLock:
     def __init__(self, database: Path) -> None:
         self.path = Path(f"{database}-lock")
         self.turnstile = Path(f"{database}-lock-turn")
         self._fd: int | None = None
         self._turn: int | None = None
+        self._requests: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._waiter: threading.Thread | None = None
 
     def open(self) -> None:
         if fcntl is not None and self._fd is None:
@@ -62,6 +107,9 @@ class WriteLock:
             self._turn = os.open(self.turnstile, os.O_RDWR | os.O_CREAT, 0o600)
 
     def close(self) -> None:
+        if self._waiter is not None:
+            self._requests.put(None)  # not joined: it may be blocked behind a holder that never lets go
+            self._waiter = None
         for fd in (self._fd, self._turn):
             if fd is not None:
                 with contextlib.suppress(OSError):
@@ -80,18 +128,60 @@ class WriteLock:
         finally:
             fcntl.flock(self._turn, fcntl.LOCK_UN)
 
-    def acquire(self, timeout: float) -> bool:
+    def acquire(self, timeout: float, *, polite: bool = False) -> bool:
         """Taken within ``timeout`` seconds, polling, holding the turnstile while it waits; False
-        after that (the caller goes on to SQLite's own wait, which reports a lock held too long)."""
+        after that (the caller goes on to SQLite's own wait, which reports a lock held too long).
+        ``polite``: first, for up to :data:`POLITE_WAIT`, without the turnstile."""
         if self._fd is None or self._turn is None:
             return True
         deadline = time.monotonic() + timeout
+        if polite and _poll(self._fd, min(deadline, time.monotonic() + POLITE_WAIT)):
+            return True
         if not _poll(self._turn, deadline):
             return False
         try:
             return _poll(self._fd, deadline)
         finally:
             fcntl.flock(self._turn, fcntl.LOCK_UN)
+
+    def request(self, on_granted: Callable[[Request], None]) -> Request:
+        """Wait for the lock on this lock's waiter thread, blocked in the kernel (holding the
+        turnstile meanwhile), and call ``on_granted`` there once it is held, unless the request
+        was withdrawn first (then the lock is let go at once).
+
+        This is how the event loop waits: it cannot block, and polling (sleeps of 0.1 ms and
+        more, or a writer thread whose statements each wait for the loop's interpreter lock) made
+        every handover between two processes cost more than the transaction it waited for. The
+        kernel wakes a waiter the moment the lock is let go."""
+        request = Request(on_granted)
+        if self._fd is None or self._turn is None:
+            request._grant()
+            on_granted(request)
+            return request
+        if self._waiter is None:
+            self._waiter = threading.Thread(target=self._wait_for_requests, args=(self._fd, self._turn),
+                                            name="sqlite-lock-waiter", daemon=True)
+            self._waiter.start()
+        self._requests.put(request)
+        return request
+
+    def _wait_for_requests(self, fd: int, turn: int) -> None:
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            try:
+                fcntl.flock(turn, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                finally:
+                    fcntl.flock(turn, fcntl.LOCK_UN)
+            except OSError:  # closed under it: the store is closing, and nobody waits any more
+                return
+            if request._grant():
+                request.on_granted(request)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def release(self) -> None:
         if self._fd is not None:
