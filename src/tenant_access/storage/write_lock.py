@@ -64,6 +64,13 @@ def _poll(fd: int, deadline: float) -> bool:
 POLITE_WAIT = 0.05
 
 
+def _close(fds: tuple[int | None, ...]) -> None:
+    for fd in fds:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class Request:
     """A wait for the lock on the waiter thread (:meth:`WriteLock.request`)."""
 
@@ -107,14 +114,16 @@ class WriteLock:
             self._turn = os.open(self.turnstile, os.O_RDWR | os.O_CREAT, 0o600)
 
     def close(self) -> None:
-        if self._waiter is not None:
-            self._requests.put(None)  # not joined: it may be blocked behind a holder that never lets go
-            self._waiter = None
-        for fd in (self._fd, self._turn):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        fds = (self._fd, self._turn)
         self._fd = self._turn = None
+        if self._waiter is not None:
+            # The waiter closes them once it is done with what is queued (a closed descriptor's
+            # number may be reused at once, and a late flock on it would lock someone else's
+            # file). Not joined: it may be blocked behind a holder that never lets go.
+            self._requests.put(None)
+            self._waiter = None
+            return
+        _close(fds)
 
     def try_acquire(self) -> bool:
         """Taken, or False at once (also when another process is waiting for it, at the
@@ -169,6 +178,7 @@ class WriteLock:
         while True:
             request = self._requests.get()
             if request is None:
+                _close((fd, turn))
                 return
             try:
                 fcntl.flock(turn, fcntl.LOCK_EX)
@@ -176,8 +186,8 @@ class WriteLock:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 finally:
                     fcntl.flock(turn, fcntl.LOCK_UN)
-            except OSError:  # closed under it: the store is closing, and nobody waits any more
-                return
+            except OSError:  # not granted: the requester's deadline hands its work on
+                continue
             if request._grant():
                 request.on_granted(request)
             else:
