@@ -126,7 +126,15 @@ def run_standalone(settings: Settings) -> None:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """On uvloop where it is installed, as the server runs: with the standard loop one delivery's
-    exchange cost 79 µs of CPU against 67 (the sender alone, against the benchmark's receiver)."""
+    exchange cost 79 µs of CPU against 67 (the sender alone, against the benchmark's receiver).
+
+    With the server's switch interval too: this process's writes run on its store's writer
+    thread, which holds the database's write lock from its first statement to its COMMIT, and
+    with the default interval (5 ms) each statement could wait that long for the interpreter lock
+    that the busy delivery loop holds, while the server's rotations waited for the write lock."""
+    from tenant_access.server import SWITCH_INTERVAL
+
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         import uvloop
     except ImportError:

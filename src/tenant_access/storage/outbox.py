@@ -85,6 +85,14 @@ def decode(body: str) -> Event:
     return Event(raw["id"], raw["type"], raw["source"], raw["subject"], parse_ts(raw["time"]), raw["data"])
 
 
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def _marks(items: Sequence[Any]) -> str:
+    return ", ".join("?" * len(items))
+
+
 class Q(Protocol):
     """What the delivery side needs of a connection inside a transaction."""
 
@@ -303,6 +311,7 @@ class Outbox:
                 subs.setdefault(row[0], []).append((f"{row[0]}/eventsubscriptions/{row[1]}",
                                                     tuple(json.loads(row[2])), row[3]))
             queues: set[tuple[str, str]] = set()
+            wanted: list[tuple[Any, ...]] = []
             for event_id, order_key, service_key, position, event_type, created_at in rows:
                 for key, types, since in subs.get(service_key, []):
                     # Only events committed after the subscription was made (fan-out may run later).
@@ -312,11 +321,15 @@ class Outbox:
                             await q.exec("INSERT INTO event_queues (subscription_key, order_key) SELECT ?, ? "
                                          "WHERE NOT EXISTS (SELECT 1 FROM event_queues WHERE subscription_key = ? "
                                          "AND order_key = ?)", (key, order_key, key, order_key))
-                        await q.exec(
-                            "INSERT INTO event_deliveries (event_id, subscription_key, order_key, position, state, "
-                            "first_at, next_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                            (event_id, key, order_key, position, created_at, created_at))
-                await q.exec("UPDATE event_outbox SET fanned_out = 1 WHERE id = ?", (event_id,))
+                        wanted.append((event_id, key, order_key, position, created_at, created_at))
+            # Set-based, a statement per hundred rows rather than two per event: on SQLite this runs
+            # under the write lock that the request path's rotations wait for.
+            for part in _chunks(wanted, 100):
+                await q.exec("INSERT INTO event_deliveries (event_id, subscription_key, order_key, position, state, "  # noqa: S608
+                             "first_at, next_at) VALUES " + ", ".join("(?, ?, ?, ?, 'pending', ?, ?)" for _ in part),
+                             [value for row in part for value in row])
+            for ids in _chunks([row[0] for row in rows], 500):
+                await q.exec(f"UPDATE event_outbox SET fanned_out = 1 WHERE id IN ({_marks(ids)})", ids)  # noqa: S608
             return len(rows)
         return op
 
@@ -374,9 +387,11 @@ class Outbox:
             rows: list[tuple[Any, ...]] = []
             for sub_key, order_key in await q.all("SELECT subscription_key, order_key FROM event_queues"):
                 found = await q.all(
-                    "SELECT event_id, subscription_key, order_key, position, attempts, first_at, next_at, "
-                    "claimed_until FROM event_deliveries WHERE state = 'pending' AND subscription_key = ? "
-                    "AND order_key = ? ORDER BY position LIMIT ?", (sub_key, order_key, run))
+                    "SELECT d.event_id, d.subscription_key, d.order_key, d.position, d.attempts, d.first_at, "
+                    "d.next_at, d.claimed_until, o.body FROM event_deliveries d "
+                    "LEFT JOIN event_outbox o ON o.id = d.event_id WHERE d.state = 'pending' "
+                    "AND d.subscription_key = ? AND d.order_key = ? ORDER BY d.position LIMIT ?",
+                    (sub_key, order_key, run))
                 if not found:
                     await q.exec("DELETE FROM event_queues WHERE subscription_key = ? AND order_key = ? AND NOT EXISTS "
                                  "(SELECT 1 FROM event_deliveries WHERE state = 'pending' AND subscription_key = ? "
@@ -391,7 +406,7 @@ class Outbox:
             group: tuple[str, str] | None = None
             open_group = False
             for row in rows:
-                event_id, sub_key, order_key, position, _attempts, _first, next_at, claimed_until = row
+                event_id, sub_key, order_key, position, _attempts, _first, next_at, claimed_until, _body = row
                 if (sub_key, order_key) != group:
                     group, open_group = (sub_key, order_key), True  # a new queue: its head comes first
                 free = next_at <= stamp and (claimed_until is None or claimed_until < stamp)
@@ -421,23 +436,28 @@ class Outbox:
             if not chosen:
                 return []
             until = ts(now + lease)
+            by_sub: dict[str, list[str]] = {}
+            for row in chosen:
+                by_sub.setdefault(row[1], []).append(row[0])
+            for sub_key, ids in by_sub.items():
+                for some in _chunks(ids, 500):
+                    await q.exec("UPDATE event_deliveries SET claimed_by = ?, claimed_until = ? "  # noqa: S608
+                                 f"WHERE subscription_key = ? AND event_id IN ({_marks(some)})",
+                                 (owner, until, sub_key, *some))
             claims = []
             subs: dict[str, EventSubscription | None] = {}
-            for event_id, sub_key, _order, _position, attempts, first_at, _next, _claimed in chosen:
-                await q.exec("UPDATE event_deliveries SET claimed_by = ?, claimed_until = ? "
-                             "WHERE event_id = ? AND subscription_key = ?", (owner, until, event_id, sub_key))
+            for event_id, sub_key, _order, _position, attempts, first_at, _next, _claimed, body in chosen:
                 if sub_key not in subs:
                     service_key, _, name_key = sub_key.rpartition("/eventsubscriptions/")
                     found_sub = await q.one(f"SELECT {_SUB_COLUMNS} FROM event_subscriptions "  # noqa: S608
                                             "WHERE service_key = ? AND name_key = ?", (service_key, name_key))
                     subs[sub_key] = None if found_sub is None else self._subscription(found_sub)
-                body = await q.one("SELECT body FROM event_outbox WHERE id = ?", (event_id,))
                 sub = subs[sub_key]
                 if sub is None or body is None:  # deleted meanwhile: nothing left to send
                     await q.exec("DELETE FROM event_deliveries WHERE event_id = ? AND subscription_key = ?",
                                  (event_id, sub_key))
                     continue
-                claims.append(Claim(decode(body[0]), sub, int(attempts), parse_ts(first_at)))
+                claims.append(Claim(decode(body), sub, int(attempts), parse_ts(first_at)))
             return claims
         return op
 
@@ -457,9 +477,13 @@ class Outbox:
 
     def delivered_many(self, claims: Sequence[Claim]) -> Op[None]:
         async def op(q: Q) -> None:
+            by_sub: dict[str, list[str]] = {}
             for claim in claims:
-                await q.exec("DELETE FROM event_deliveries WHERE event_id = ? AND subscription_key = ?",
-                             (claim.event.id, claim.subscription.key))
+                by_sub.setdefault(claim.subscription.key, []).append(claim.event.id)
+            for sub_key, ids in by_sub.items():
+                for part in _chunks(ids, 500):
+                    await q.exec("DELETE FROM event_deliveries WHERE subscription_key = ? "  # noqa: S608
+                                 f"AND event_id IN ({_marks(part)})", (sub_key, *part))
         return op
 
     def failed(self, claim: Claim, error: str, next_at: _dt.datetime | None) -> Op[None]:
