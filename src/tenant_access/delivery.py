@@ -68,7 +68,7 @@ class DeliveryPolicy:
     #: Under a steady stream of changes a round at once would claim one or two events each time:
     #: a write transaction per event or so, each taking the lock the request path's rotations
     #: wait for. Gathering for 20 ms claims all of them in one (about 50 rounds a second at most).
-    gather: float = 0.02
+    gather: float = 0.05
     batch: int = 200
     retention: float = 3600.0
     #: URLs starting with this (the server's own emulator sink) are allowed whatever ``allow_private``.

@@ -257,3 +257,47 @@ def test_the_expiry_of_a_rotated_key_is_known_without_reading_it_back(tmp_path: 
         assert remembered.expires_at[0] == before.expires_at[0]
 
     _run(tmp_path, scenario)
+
+
+def test_a_subscription_made_after_rotations_gets_the_next_rotation_event(tmp_path: Path) -> None:
+    """Whether a change's events are wanted is remembered by the write connection: a subscription
+    made by another process (a second store on the same file) or by this one must be seen by the
+    very next rotation, which then writes its event to the outbox."""
+    from tenant_access.domain import events
+    from tenant_access.domain.event_subscriptions import EventSubscription
+
+    def outbox_rows() -> int:
+        with sqlite3.connect(tmp_path / "w.db") as conn:
+            count: int = conn.execute("SELECT COUNT(*) FROM event_outbox WHERE service_key != '~tail'").fetchone()[0]
+        return count
+
+    async def rotate(app: TenantAccess) -> None:
+        await app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.SECONDARY)
+
+    async def subscribe(store: SqliteStore, name: str) -> None:
+        sub = EventSubscription(REF, name, "http://example.com/hook", (), events.SCHEMA_CLOUDEVENTS, None,
+                                dt.datetime.now(dt.UTC))
+        await store.run_outbox(store.outbox.put_subscription(sub), write=True, durable=True)
+
+    async def scenario(store: SqliteStore, app: TenantAccess) -> None:
+        store.all_events = False  # as a server without emulator controls runs
+        before = outbox_rows()  # the service's creation, made while every event was kept
+        for _ in range(3):
+            await rotate(app)
+        assert outbox_rows() == before  # nobody listens: no event written
+        other = SqliteStore(tmp_path / "w.db", store.cipher)
+        await other.open()
+        try:
+            await subscribe(other, "from-another-process")
+        finally:
+            await other.close()
+        await rotate(app)
+        assert outbox_rows() == before + 1
+        await store.run_outbox(store.outbox.delete_subscription(REF, "from-another-process"), write=True, durable=True)
+        await rotate(app)
+        assert outbox_rows() == before + 1  # unsubscribed (by this process): no more events
+        await subscribe(store, "from-this-process")
+        await rotate(app)
+        assert outbox_rows() == before + 2
+
+    _run(tmp_path, scenario)

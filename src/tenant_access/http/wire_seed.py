@@ -8,7 +8,6 @@ down to unknown routes and server faults.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 from typing import Any
 
 from tenant_access.clock import format_duration
@@ -24,12 +23,26 @@ NAME = "seed"
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
-@functools.lru_cache(maxsize=4096)  # the same few timestamps are shown again and again
+_last_rfc3339: tuple[_dt.datetime | None, str] = (None, "")
+
+
 def rfc3339(value: _dt.datetime) -> str:
-    """UTC with a ``Z``; microseconds only when there are any, matching the seed's example shape."""
-    if value.utcoffset():
-        value = value.astimezone(_dt.UTC)
-    return value.replace(tzinfo=None).isoformat() + "Z"  # isoformat omits zero microseconds, as wanted
+    """UTC with a ``Z``; microseconds only when there are any, matching the seed's example shape.
+
+    An answer shows a value just made (a rotation's time) or one of a few stored ones: the last
+    value is remembered by identity, and a UTC one is formatted without two conversions (an LRU
+    cache here hashed every new datetime to miss, which cost more than the formatting)."""
+    global _last_rfc3339  # noqa: PLW0603 - a one-entry memo; a race can only recompute the same text
+    last, text = _last_rfc3339
+    if value is last:
+        return text
+    if value.tzinfo is _dt.UTC:
+        text = value.isoformat()[:-6] + "Z"  # isoformat omits zero microseconds, as wanted
+    else:
+        moved = value.astimezone(_dt.UTC) if value.utcoffset() else value
+        text = moved.replace(tzinfo=None).isoformat() + "Z"
+    _last_rfc3339 = (value, text)
+    return text
 
 
 def service_data(svc: Service) -> dict[str, Any]:

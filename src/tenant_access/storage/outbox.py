@@ -23,6 +23,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import orjson
+
 from tenant_access.domain.audit import AuditEvent
 from tenant_access.domain.event_subscriptions import EventSubscription
 from tenant_access.domain.events import Event
@@ -36,7 +38,7 @@ INSERT = (
     "SELECT ?, ?, ?, COALESCE(MAX(position), 0) + 1, ?, ?, ? FROM event_outbox WHERE order_key = ?"
 )
 #: Consecutive deliveries of one queue claimed together.
-RUN = 50
+RUN = 200
 #: What the emulator's reset empties (deliveries first: they name events and subscriptions).
 TABLES = ("event_deliveries", "event_queues", "event_outbox", "event_subscriptions")
 #: Key of the PostgreSQL advisory lock that lets one replica at a time fan out.
@@ -70,14 +72,11 @@ def insert_args(event: Event) -> tuple[Any, ...]:
             event.order_key)
 
 
-#: One encoder for every event: ``json.dumps`` with ``separators`` builds a new one per call, which
-#: cost as much as the encoding itself, on the request path (every change writes its events).
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
-
 def encode(event: Event) -> str:
-    return _ENCODER.encode({"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
-                            "time": ts(event.time), "data": event.data})
+    """On the request path (a change with a subscriber writes its events): orjson, as the
+    answers are encoded, some ten times faster than the standard library's encoder."""
+    return orjson.dumps({"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
+                         "time": ts(event.time), "data": event.data}).decode()
 
 
 def decode(body: str) -> Event:

@@ -156,6 +156,11 @@ class SqliteStore:
         #: _check_written. Touched only by whoever holds ``_writing``.
         self._written: Cache[_Current] = Cache()
         self._written_version = -1
+        #: Whether a service's changes must write their events (outbox.WANTED), as read by the
+        #: write connection: kept and emptied with :attr:`_written` (a subscription made by this
+        #: process empties both; one made by another moves data_version). A tail's marker going
+        #: stale is the one change it can miss: events are then written a while longer, for nobody.
+        self._wanted: dict[str, bool] = {}
         self._configs: Cache[AccessConfig] = Cache()
         #: Service principals, for checking their tokens: valid while PRAGMA data_version stands still.
         self._principals: Cache[ServicePrincipal] = Cache()
@@ -342,7 +347,7 @@ class SqliteStore:
                 conn.execute("SAVEPOINT job")
             forgets = job.durable and not job.keeps_written
             if forgets:
-                self._written.clear()
+                self._forget_written()
             try:
                 result = job.fn(conn)
             except BaseException as exc:  # delivered to the waiting request, never swallowed
@@ -364,7 +369,7 @@ class SqliteStore:
                 outcomes.append((None, result))
             finally:
                 if forgets:
-                    self._written.clear()
+                    self._forget_written()
         return outcomes, rolled_back
 
     def _rolled_back(self, conn: sqlite3.Connection, batch: list[_Job],
@@ -373,9 +378,29 @@ class SqliteStore:
         log.error("write transaction failed: %s", type(exc).__name__ + ": " + str(exc))
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        self._written.clear()  # it may hold states this transaction wrote
+        self._forget_written()  # it may hold states this transaction wrote
         failure = _storage_error(exc)
         return [(failure, None)] * len(batch)
+
+    def _forget_written(self) -> None:
+        self._written.clear()
+        self._wanted.clear()
+
+    def _insert_events(self, conn: sqlite3.Connection, ref: ServiceRef, events: outbox.Events) -> None:
+        """The change's events, into the outbox; unless every event is kept, only if someone
+        wants them (answered from :attr:`_wanted`, else by one indexed read; see docs/events.md)."""
+        if events == ():
+            return
+        if not self.all_events:
+            key = ref.resource_id.lower()
+            wanted = self._wanted.get(key)
+            if wanted is None:
+                wanted = self._wanted[key] = conn.execute(
+                    outbox.WANTED, outbox.wanted_args(ref, utcnow())).fetchone() is not None
+            if not wanted:
+                return
+        for item in outbox.made(events):
+            conn.execute(outbox.INSERT, outbox.insert_args(item))
 
     def _check_written(self, conn: sqlite3.Connection) -> None:
         """Keep :attr:`_written` only while no other connection committed since it was filled.
@@ -388,7 +413,7 @@ class SqliteStore:
         it back afterwards."""
         version = _data_version(conn)
         if version != self._written_version:
-            self._written.clear()
+            self._forget_written()
             self._written_version = version
 
     def _run_committer(self, conn: sqlite3.Connection) -> None:
@@ -584,7 +609,7 @@ class SqliteStore:
                 )
             if plan.audit is not None:
                 _insert_audit(conn, plan.audit)
-            _insert_events(conn, ref, plan.events, every=self.all_events)
+            self._insert_events(conn, ref, plan.events)
             for new in plan.new_configs:
                 for version in (new.primary, new.secondary):
                     self._insert_version(conn, service_id, version)
@@ -644,7 +669,7 @@ class SqliteStore:
             conn.execute("DELETE FROM key_usage WHERE service_id = ?", (row[0],))
             conn.execute("DELETE FROM services WHERE id = ?", (row[0],))
             _insert_audit(conn, audit)
-            _insert_events(conn, ref, events, every=self.all_events)
+            self._insert_events(conn, ref, events)
             return _service(row[1:])
 
         return await self._write(tx)
@@ -1011,7 +1036,7 @@ class SqliteStore:
             )
             if change.audit is not None:
                 _insert_audit(conn, change.audit)
-            _insert_events(conn, ref, change.events, every=self.all_events)
+            self._insert_events(conn, ref, change.events)
             if change.policy_outcome is not None:
                 at, outcome = change.policy_outcome
                 conn.execute(policy_sql.SET_OUTCOME, policy_sql.outcome_args(ref, name, at, outcome, None))
@@ -1131,17 +1156,6 @@ def _data_version(conn: sqlite3.Connection) -> int:
 
 def _insert_audit(conn: sqlite3.Connection, event: AuditEvent) -> None:
     conn.execute(AUDIT_INSERT, audit_args(event))
-
-
-def _insert_events(conn: sqlite3.Connection, ref: ServiceRef, events: outbox.Events, *, every: bool) -> None:
-    """The change's events, into the outbox; unless ``every``, only if someone wants them (one
-    indexed read instead of making the events, their JSON, the row and its three indexes: see
-    ``docs/events.md``)."""
-    if events == () or (not every and conn.execute(outbox.WANTED, outbox.wanted_args(ref, utcnow())).fetchone()
-                        is None):
-        return
-    for item in outbox.made(events):
-        conn.execute(outbox.INSERT, outbox.insert_args(item))
 
 
 def check_master_key(conn: sqlite3.Connection, cipher: Cipher) -> None:
