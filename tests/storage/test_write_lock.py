@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,20 +48,30 @@ def test_one_holder_at_a_time_and_a_bounded_wait(tmp_path: Path) -> None:
         b.close()
 
 
+@contextlib.asynccontextmanager
+async def _rotation_while_held(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, TenantAccess, WriteLock, Any]]:
+    """A store with a service, another process's hold on the lock, and a rotation started under it."""
+    store = SqliteStore(tmp_path / "w.db", Keyring(MasterKey(secrets.token_bytes(32))))
+    await store.open()
+    other = WriteLock(tmp_path / "w.db")
+    other.open()
+    try:
+        app = TenantAccess(store)
+        await app.put_service(ACTOR, REF, ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O"))
+        assert other.try_acquire()
+        rotation = asyncio.ensure_future(
+            app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.SECONDARY))
+        yield store, app, other, rotation
+    finally:
+        other.close()
+        await store.close()
+
+
 def test_a_store_waits_for_another_holder_and_then_writes(tmp_path: Path) -> None:
     """A rotation while another process of ours holds the lock: the event loop does not wait
     (the lock's waiter thread does), and the rotation lands once the lock is free."""
     async def main() -> None:
-        store = SqliteStore(tmp_path / "w.db", Keyring(MasterKey(secrets.token_bytes(32))))
-        await store.open()
-        other = WriteLock(tmp_path / "w.db")
-        other.open()
-        try:
-            app = TenantAccess(store)
-            await app.put_service(ACTOR, REF, ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O"))
-            assert other.try_acquire()
-            rotation = asyncio.ensure_future(
-                app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.SECONDARY))
+        async with _rotation_while_held(tmp_path) as (store, _app, other, rotation):
             ticks = 0
             while ticks < 20:  # the loop keeps turning while the write waits
                 await asyncio.sleep(0.005)
@@ -68,9 +81,6 @@ def test_a_store_waits_for_another_holder_and_then_writes(tmp_path: Path) -> Non
             done = await asyncio.wait_for(rotation, 5)
             stored = await store.get_secrets(REF, AccessName.ACCESS)
             assert stored is not None and stored.config.secondary_version_id == done.version.id
-        finally:
-            other.close()
-            await store.close()
 
     asyncio.run(main())
 
@@ -176,16 +186,7 @@ def test_a_lock_held_past_the_busy_timeout_goes_to_the_writer_thread(
     monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 300)
 
     async def main() -> None:
-        store = SqliteStore(tmp_path / "w.db", Keyring(MasterKey(secrets.token_bytes(32))))
-        await store.open()
-        other = WriteLock(tmp_path / "w.db")
-        other.open()
-        try:
-            app = TenantAccess(store)
-            await app.put_service(ACTOR, REF, ServiceSpec("westeurope", "Developer", 1, "o@e.com", "O"))
-            assert other.try_acquire()
-            rotation = asyncio.ensure_future(
-                app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.SECONDARY))
+        async with _rotation_while_held(tmp_path) as (store, app, other, rotation):
             await asyncio.sleep(0.4)  # past the loop's wait: now the writer thread's
             assert store._lock_wait is None and not rotation.done()
             other.release()
@@ -194,9 +195,6 @@ def test_a_lock_held_past_the_busy_timeout_goes_to_the_writer_thread(
             assert stored is not None and stored.config.secondary_version_id == done.version.id
             again = await app.regenerate_key(ACTOR, "access.regenerate_key", REF, AccessName.ACCESS, KeySlot.SECONDARY)
             assert again.version.id != done.version.id
-        finally:
-            other.close()
-            await store.close()
 
     asyncio.run(main())
 
